@@ -1,0 +1,17 @@
+"""Rewards: interface, validation, registry and built-ins (imported here to register them)."""
+
+from lasro.rewards.base import CheckedReward, Reward, RewardError, RewardOutput
+from lasro.rewards.registry import build_reward, list_rewards, register_reward
+from lasro.rewards.weighted import WeightedReward
+from lasro.rewards import jpeg as _jpeg  # noqa: F401  (registers the jpeg_* rewards)
+
+__all__ = [
+    "Reward",
+    "RewardError",
+    "RewardOutput",
+    "register_reward",
+    "build_reward",
+    "list_rewards",
+    "WeightedReward",
+    "CheckedReward",
+]

@@ -1,0 +1,133 @@
+"""Name -> reward factory registry, so configs can pick rewards by name or dotted path."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lasro.rewards.base import CheckedReward
+from lasro.rewards.weighted import WeightedReward
+
+_SPEC_KEYS = ("name", "kwargs", "weight")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One registered reward factory and its one-line description."""
+
+    factory: Callable[..., Any]
+    description: str
+    needs_weights: bool
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_reward(
+    name: str, *, description: str, needs_weights: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a factory (class or function: kwargs -> reward callable)."""
+    if not name or ":" in name:
+        raise ValueError(f"invalid reward name {name!r}: must be non-empty and contain no ':'")
+
+    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"reward '{name}' is already registered ({_REGISTRY[name].factory!r})")
+        _REGISTRY[name] = _Entry(factory, description, needs_weights)
+        return factory
+
+    return decorator
+
+
+def list_rewards() -> list[tuple[str, str, bool]]:
+    """(name, description, needs_weights) of every registered reward, sorted by name."""
+    return [(n, e.description, e.needs_weights) for n, e in sorted(_REGISTRY.items())]
+
+
+def _import_attr(path: str) -> Any:
+    """Resolve 'package.module:attr' (attr may be dotted) with errors naming what failed."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"reward path {path!r} must look like 'package.module:attr'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:
+        raise ValueError(
+            f"could not import module '{module_name}' for reward '{path}': {type(e).__name__}: {e}"
+        ) from e
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module '{module_name}' has no attribute '{attr}' (reward '{path}')")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _unknown(name: str) -> ValueError:
+    """Error for an unknown reward name: closest match, registered names, dotted-path form."""
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+    guess = f" Did you mean '{close[0]}'?" if close else ""
+    return ValueError(
+        f"unknown reward '{name}'.{guess} Registered rewards: {', '.join(sorted(_REGISTRY)) or '(none)'}. "
+        "For your own reward pass a dotted path 'package.module:attr'."
+    )
+
+
+def _build_one(name: str, kwargs: dict[str, Any]) -> CheckedReward:
+    """Build a single checked reward from a registered name or a dotted path."""
+    if ":" in name:
+        obj = _import_attr(name)
+        if inspect.isclass(obj):
+            fn = obj(**kwargs)
+        elif kwargs:
+            fn = functools.partial(obj, **kwargs)
+        else:
+            fn = obj
+        if not callable(fn):
+            raise ValueError(f"reward '{name}' resolved to non-callable {type(fn).__name__}")
+        return CheckedReward(fn, name)
+    if name not in _REGISTRY:
+        raise _unknown(name)
+    entry = _REGISTRY[name]
+    return CheckedReward(entry.factory(**kwargs), name, needs_weights=entry.needs_weights)
+
+
+def _parse(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any], float | None]:
+    """Normalise a string/dict spec into (name, kwargs, weight)."""
+    if isinstance(spec, str):
+        return spec, {}, None
+    if not isinstance(spec, dict):
+        raise TypeError(f"reward spec must be a str, dict or list, got {type(spec).__name__}")
+    for key in spec:
+        if key not in _SPEC_KEYS:
+            raise ValueError(f"unknown key {key!r} in reward spec {spec!r}; valid keys: {', '.join(_SPEC_KEYS)}")
+    if "name" not in spec:
+        raise ValueError(f"reward spec {spec!r} has no 'name'")
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"'kwargs' of reward '{spec['name']}' must be a dict, got {type(kwargs).__name__}")
+    weight = spec.get("weight")
+    return str(spec["name"]), dict(kwargs), None if weight is None else float(weight)
+
+
+def build_reward(spec: str | dict[str, Any] | list[str | dict[str, Any]]) -> CheckedReward:
+    """Build a validated reward from a name, dotted path, dict spec, or list (weighted sum)."""
+    if isinstance(spec, CheckedReward):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ValueError("reward spec list is empty")
+        components: list[tuple[str, CheckedReward, float]] = []
+        seen: dict[str, int] = {}
+        for item in spec:
+            name, kwargs, weight = _parse(item)
+            seen[name] = seen.get(name, 0) + 1
+            label = name if seen[name] == 1 else f"{name}#{seen[name]}"
+            components.append((label, _build_one(name, kwargs), 1.0 if weight is None else weight))
+        return WeightedReward(components)
+    name, kwargs, weight = _parse(spec)
+    reward = _build_one(name, kwargs)
+    return reward if weight is None else WeightedReward([(name, reward, weight)])
