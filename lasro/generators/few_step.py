@@ -70,12 +70,12 @@ def load_pipeline(pretrained: str, dtype: torch.dtype, variant: str | None = Non
         raise ModelLoadError(
             f"model folder {pretrained!r} does not exist. Set model.pretrained to a folder written by "
             f"`pipeline.save_pretrained` (with model_index.json), or to a hub id such as 'stabilityai/sdxl-turbo'.")
-    kwargs = {"torch_dtype": dtype}
+    kwargs = {"dtype": dtype}
     if variant:
         kwargs["variant"] = variant
     try:
         if unet:
-            kwargs["unet"] = UNet2DConditionModel.from_pretrained(unet, torch_dtype=dtype, variant=variant)
+            kwargs["unet"] = UNet2DConditionModel.from_pretrained(unet, dtype=dtype, variant=variant)
         return DiffusionPipeline.from_pretrained(expanded if os.path.isdir(expanded) else pretrained, **kwargs)
     except (OSError, ValueError) as e:
         hint = (f"could not load {pretrained!r}: {str(e).splitlines()[0][:300]}\n"

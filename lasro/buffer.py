@@ -1,0 +1,98 @@
+"""Replay buffer of scored latents, and the same-prompt pairs the surrogate learns from."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+
+def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Every (winner, loser) pair of the same prompt and step count whose reward gap exceeds ``margin``."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(prompts, np.asarray(steps).tolist())):
+        groups[key].append(i)
+    win, lose = [], []
+    for idx in groups.values():
+        idx = np.asarray(idx)
+        r = rewards[idx]
+        a, b = np.nonzero(r[:, None] - r[None, :] > margin)
+        win.append(idx[a])
+        lose.append(idx[b])
+    if not win:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(win).astype(np.int64), np.concatenate(lose).astype(np.int64)
+
+
+class ReplayBuffer:
+    """FIFO store of (prompt, latent, true reward, step count, round), bounded by ``capacity`` items.
+
+    Pairs are drawn with the newer item's weight ``recency_decay ** age`` so the surrogate
+    tracks the current generator while older, off-policy samples still count.
+    """
+
+    def __init__(self, capacity: int = 4096, recency_decay: float = 0.9):
+        if capacity < 2:
+            raise ValueError("buffer.capacity must be at least 2")
+        self.capacity = capacity
+        self.recency_decay = recency_decay
+        self.latents: torch.Tensor | None = None
+        self.prompts: list[str] = []
+        self.rewards = np.zeros(0, dtype=np.float64)
+        self.steps = np.zeros(0, dtype=np.int64)
+        self.rounds = np.zeros(0, dtype=np.int64)
+        self._pairs: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # cache until the next add
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.latents is None else self.latents.numel() * self.latents.element_size()
+
+    def add(self, latents: torch.Tensor, prompts: list[str], rewards, steps, round_index: int) -> None:
+        n = latents.shape[0]
+        if not (len(prompts) == len(rewards) == len(steps) == n):
+            raise ValueError("latents, prompts, rewards and steps must have the same length")
+        lat = latents.detach().cpu()
+        self.latents = lat if self.latents is None else torch.cat([self.latents, lat])
+        self.prompts += list(prompts)
+        self.rewards = np.concatenate([self.rewards, np.asarray(rewards, dtype=np.float64)])
+        self.steps = np.concatenate([self.steps, np.asarray(steps, dtype=np.int64)])
+        self.rounds = np.concatenate([self.rounds, np.full(n, round_index, dtype=np.int64)])
+        self._pairs = None
+        drop = len(self) - self.capacity
+        if drop > 0:
+            self.latents = self.latents[drop:].clone()
+            self.prompts = self.prompts[drop:]
+            self.rewards, self.steps, self.rounds = self.rewards[drop:], self.steps[drop:], self.rounds[drop:]
+
+    def sample_pairs(self, n: int, rng: np.random.Generator, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (winner, loser) index pairs, recent-biased; empty arrays when no valid pair exists."""
+        if self._pairs is None or self._pairs[0] != margin:
+            win, lose = ranked_pairs(self.prompts, self.steps, self.rewards, margin)
+            age = (self.rounds.max() - np.maximum(self.rounds[win], self.rounds[lose])) if len(win) else win
+            weight = self.recency_decay ** age.astype(np.float64)
+            self._pairs = (margin, win, lose, weight / max(weight.sum(), 1e-300))
+        _, win, lose, p = self._pairs
+        if len(win) == 0:
+            return win, lose
+        pick = rng.choice(len(win), size=n, replace=True, p=p)
+        return win[pick], lose[pick]
+
+    def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        idx = np.asarray(idx, dtype=np.int64)
+        return self.latents[torch.from_numpy(idx)], [self.prompts[i] for i in idx], torch.from_numpy(self.steps[idx])
+
+    def state_dict(self) -> dict:
+        return {"latents": self.latents, "prompts": list(self.prompts), "rewards": self.rewards.copy(),
+                "steps": self.steps.copy(), "rounds": self.rounds.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.latents = state["latents"]
+        self.prompts = list(state["prompts"])
+        self.rewards = np.asarray(state["rewards"], dtype=np.float64)
+        self.steps = np.asarray(state["steps"], dtype=np.int64)
+        self.rounds = np.asarray(state["rounds"], dtype=np.int64)
+        self._pairs = None

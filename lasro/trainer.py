@@ -1,0 +1,434 @@
+"""The LaSRO training loop on accelerate.
+
+Schedule (METHOD.md): pre-train the surrogate on the initial generator's samples, then
+rounds of {generator steps with the surrogate frozen; collect and score fresh samples;
+surrogate steps on the replay buffer}. Every process runs the same control flow;
+prompts and noises are sharded, rewards gathered, so the buffer is identical everywhere.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import checkpoint as ckpt
+from .buffer import ReplayBuffer, ranked_pairs
+from .config import TrainConfig, config_to_dict
+from .generators.few_step import FewStepGenerator, PromptEmbeds
+from .normalizer import EMAScoreNormalizer
+from .prompts import resolve_prompts
+from .rewards import build_reward
+from .surrogate import LatentSurrogate, bradley_terry_loss
+from .tracking import RunTracker
+
+log = logging.getLogger("lasro")
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Let gradients flow through ``module`` to its input without touching its weights."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
+def build_surrogate(cfg: TrainConfig, unet) -> LatentSurrogate:
+    s = cfg.surrogate
+    model = LatentSurrogate(unet, head_channels=s.head_channels or None, head_layers=s.head_layers,
+                            timestep=s.timestep, step_embedding=s.step_embedding)
+    if s.backbone == "lora":
+        model.add_backbone_lora(s.lora_rank, s.lora_alpha)
+    elif s.backbone == "frozen":
+        for p in model.backbone_parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def surrogate_param_groups(cfg: TrainConfig, model: LatentSurrogate) -> list[dict]:
+    backbone = {id(p) for p in model.backbone_parameters()}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]
+    lora = [p for n, p in model.named_parameters() if p.requires_grad and id(p) in backbone]
+    groups = [{"params": new, "lr": cfg.surrogate.lr_head}]
+    if lora:
+        groups.append({"params": lora, "lr": cfg.surrogate.lr_backbone})
+    return groups
+
+
+class LaSROTrainer:
+    def __init__(self, cfg: TrainConfig, accelerator=None, generator: FewStepGenerator | None = None):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+        self.is_main = self.acc.is_main_process
+        world, rank = self.acc.num_processes, self.acc.process_index
+        if cfg.exploration.prompts_per_round % world:
+            raise ValueError(f"exploration.prompts_per_round ({cfg.exploration.prompts_per_round}) must be divisible "
+                             f"by the number of processes ({world})")
+        self._seed_everything(cfg.seed + rank)
+        self.train_prompts = resolve_prompts(cfg.prompts.train, "prompts.train")
+        self.eval_prompts = resolve_prompts(cfg.prompts.eval, "prompts.eval")
+        self.reward = build_reward(cfg.reward)
+
+        self.gen = generator or FewStepGenerator.from_config(cfg.model)
+        self.gen.to(self.acc.device)
+        self.surrogate = build_surrogate(cfg, self.gen.unet).to(self.acc.device)
+        lora_params = self.gen.add_lora(cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets)
+        if cfg.model.gradient_checkpointing:
+            self.gen.unet.enable_gradient_checkpointing()
+        self.gen_opt = torch.optim.AdamW(lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.sur_opt = torch.optim.AdamW(surrogate_param_groups(cfg, self.surrogate),
+                                         weight_decay=cfg.surrogate.weight_decay)
+        self.unet, self.sur_ddp, self.gen_opt, self.sur_opt = self.acc.prepare(
+            self.gen.unet, self.surrogate, self.gen_opt, self.sur_opt)
+
+        self.buffer = ReplayBuffer(cfg.buffer.capacity, cfg.buffer.recency_decay)
+        self.norms = {k: EMAScoreNormalizer(cfg.algorithm.ema_decay) for k in (1, 2)}
+        # Shared RNG (same on every process) picks the round's prompts; per-process RNGs draw noise and pairs.
+        self.shared_rng = np.random.default_rng(cfg.seed)
+        self.local_rng = np.random.default_rng([cfg.seed, rank])
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+        self.round = 0
+        self.reward_queries = 0
+        self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
+        self._t_start = time.time()
+        self._embed_cache: dict[str, PromptEmbeds] = {}
+        self.out = cfg.logging.output_dir
+        wandb_cfg = config_to_dict(cfg) if cfg.logging.wandb else None
+        self.tracker = RunTracker(self.out, cfg.logging.tensorboard, wandb_cfg, enabled=self.is_main)
+        self.steps_1_2 = [1, 2] if len(self.gen.timesteps) == 2 else [1]
+
+    # ------------------------------------------------------------- utilities
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _randn(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self.noise_gen).to(self.acc.device)
+
+    def embeds(self, prompts: list[str]) -> PromptEmbeds:
+        missing = sorted({p for p in prompts if p not in self._embed_cache})
+        if missing:
+            if len(self._embed_cache) > 4096:
+                self._embed_cache.clear()
+            e = self.gen.encode_prompts(missing)
+            for i, p in enumerate(missing):
+                self._embed_cache[p] = e.index(slice(i, i + 1))
+        return PromptEmbeds.cat([self._embed_cache[p] for p in prompts])
+
+    @property
+    def base_unet(self):
+        return self.acc.unwrap_model(self.unet)
+
+    @property
+    def base_surrogate(self) -> LatentSurrogate:
+        return self.acc.unwrap_model(self.sur_ddp)
+
+    def _score_latents(self, latents: torch.Tensor, prompts: list[str], steps) -> tuple[np.ndarray, dict]:
+        """Decode and score with the true reward (no gradient anywhere here)."""
+        images = self.gen.decode(latents)
+        meta = [{"steps": int(s)} for s in steps]
+        out = self.reward(images, list(prompts), meta)
+        return out.scores, out.info
+
+    # ------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect(self, round_index: int) -> dict:
+        """Sample the current generator off-policy (N_s noises per prompt, optional random t1 and
+        latent perturbation), score 1- and 2-step outputs with the true reward, gather, buffer."""
+        cfg, acc = self.cfg, self.acc
+        ex = cfg.exploration
+        chosen = self.shared_rng.choice(len(self.train_prompts), size=ex.prompts_per_round,
+                                        replace=ex.prompts_per_round > len(self.train_prompts))
+        local = [self.train_prompts[i] for i in chosen[acc.process_index::acc.num_processes]]
+        prompts = [p for p in local for _ in range(ex.samples_per_prompt)]
+        n = len(prompts)
+        noise = self._randn(self.gen.latent_shape(n))
+        eps = [self._randn(self.gen.latent_shape(n))] if len(self.steps_1_2) == 2 else None
+        t1 = None
+        if ex.t1_range is not None and eps is not None:
+            lo, hi = ex.t1_range
+            t1 = torch.from_numpy(self.local_rng.integers(lo, hi + 1, size=n))
+        outs = self.gen.sample(self.base_unet, noise, self.embeds(prompts), renoise=eps, t1=t1)
+        if ex.perturb_std > 0:
+            mask = (torch.arange(n, device=noise.device) % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
+            outs = [x + ex.perturb_std * mask * self._randn(x.shape).to(x.dtype) for x in outs]
+        latents = torch.cat(outs)
+        all_prompts = prompts * len(outs)
+        steps = np.repeat(np.arange(1, len(outs) + 1), n)
+        rewards, _ = self._score_latents(latents, all_prompts, steps)
+        # Gather everything so every process holds the same buffer.
+        from accelerate.utils import gather_object
+
+        latents = acc.gather(latents.float().contiguous()).cpu()
+        rewards = acc.gather(torch.from_numpy(rewards).to(acc.device)).cpu().numpy()
+        steps = acc.gather(torch.from_numpy(steps).to(acc.device)).cpu().numpy()
+        all_prompts = gather_object(all_prompts) if acc.num_processes > 1 else all_prompts
+        self.reward_queries += len(rewards)
+        accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
+        self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
+        stats = {"surrogate/pair_accuracy": accuracy, "train/reward_mean": float(np.mean(rewards))}
+        for k in np.unique(steps):
+            stats[f"train/reward_{k}step_mean"] = float(np.mean(rewards[steps == k]))
+        return stats
+
+    @torch.no_grad()
+    def pair_accuracy(self, latents, prompts, steps, rewards) -> float:
+        """Share of fresh (never trained on) same-prompt pairs the surrogate orders like the true reward."""
+        win, lose = ranked_pairs(prompts, steps, rewards, self.cfg.surrogate.margin)
+        if len(win) == 0:
+            return float("nan")
+        scores = []
+        chunk = max(8, self.cfg.optim.batch_size * 2)
+        for i in range(0, len(prompts), chunk):
+            with self.acc.autocast():
+                scores.append(self.base_surrogate(latents[i:i + chunk].to(self.acc.device), self.embeds(
+                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk])).float().cpu())
+        s = torch.cat(scores).numpy()
+        return float(np.mean(s[win] > s[lose]))
+
+    # ------------------------------------------------------------- surrogate
+    def surrogate_step(self) -> float | None:
+        n = self.cfg.surrogate.batch_pairs
+        win, lose = self.buffer.sample_pairs(n, self.local_rng, self.cfg.surrogate.margin)
+        if len(win) == 0:
+            return None  # identical on every process: the buffers are the same
+        lat, prompts, steps = self.buffer.gather(np.concatenate([win, lose]))
+        self.sur_ddp.train()
+        with self.acc.autocast():
+            scores = self.sur_ddp(lat.to(self.acc.device), self.embeds(prompts), steps)
+        loss = bradley_terry_loss(scores[:n].float(), scores[n:].float())
+        self.sur_opt.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        if self.cfg.optim.max_grad_norm > 0:
+            self.acc.clip_grad_norm_(self.sur_ddp.parameters(), self.cfg.optim.max_grad_norm)
+        self.sur_opt.step()
+        return float(loss.detach())
+
+    def train_surrogate(self, steps: int) -> float:
+        losses = [l for l in (self.surrogate_step() for _ in range(steps)) if l is not None]
+        if steps and not losses:
+            log.warning("no surrogate step: the buffer holds no same-prompt pair with different rewards "
+                        "(is the reward constant?)")
+        return float(np.mean(losses)) if losses else float("nan")
+
+    # ------------------------------------------------------------- generator
+    def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
+        a = self.cfg.algorithm
+        n = len(prompts)
+        emb = self.embeds(prompts)
+        noise = self._randn(self.gen.latent_shape(n))
+        eps = [self._randn(self.gen.latent_shape(n))] if len(self.steps_1_2) == 2 else None
+        with self.acc.autocast():
+            outs = self.gen.sample(self.unet, noise, emb, renoise=eps, stop_grad_at_t1=a.stop_grad_at_t1)
+            sur = self.base_surrogate
+            with frozen(sur):
+                steps = torch.cat([torch.full((n,), k) for k in self.steps_1_2])
+                scores = sur(torch.cat(outs), PromptEmbeds.cat([emb] * len(outs)), steps).float()
+        stats, loss = {}, torch.zeros((), device=noise.device)
+        for k, coef in zip(self.steps_1_2, (a.c1, a.c2)):
+            s = scores[(k - 1) * n:k * n]
+            # Gathered statistics keep the normaliser identical on every process.
+            self.norms[k].update(self.acc.gather(s.detach()))
+            loss = loss - coef * self.norms[k](s, update=False).mean()
+            stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
+        if a.regularizer == "anchor" and a.reg_weight > 0:
+            base = self.base_unet
+            with torch.no_grad(), self.acc.autocast():
+                base.disable_adapters()
+                try:
+                    refs = self.gen.sample(base, noise, emb, renoise=eps)
+                finally:
+                    base.enable_adapters()
+            reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
+            loss = loss + a.reg_weight * reg
+            stats["generator/anchor"] = float(reg.detach())
+        return loss, stats
+
+    def generator_step(self) -> dict:
+        o = self.cfg.optim
+        self.unet.train()
+        self.gen_opt.zero_grad(set_to_none=True)
+        agg: dict[str, float] = {}
+        for micro in range(o.gradient_accumulation_steps):
+            idx = self.local_rng.integers(0, len(self.train_prompts), size=o.batch_size)
+            sync = micro == o.gradient_accumulation_steps - 1
+            with contextlib.nullcontext() if sync else self.acc.no_sync(self.unet):
+                loss, stats = self.generator_loss([self.train_prompts[i] for i in idx])
+                self.acc.backward(loss / o.gradient_accumulation_steps)
+            stats["generator/loss"] = float(loss.detach())
+            for k, v in stats.items():
+                agg[k] = agg.get(k, 0.0) + v / o.gradient_accumulation_steps
+        if o.max_grad_norm > 0:
+            self.acc.clip_grad_norm_(self.unet.parameters(), o.max_grad_norm)
+        self.gen_opt.step()
+        return agg
+
+    # ------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, round_index: int) -> dict:
+        """Held-out prompts, fixed seeds: mean true reward of 1- and 2-step samples, and a grid."""
+        cfg = self.cfg
+        seeds = cfg.prompts.eval_seeds
+        prompts = [p for p in self.eval_prompts for _ in range(seeds)]
+        g = torch.Generator().manual_seed(10_000 + cfg.seed)
+        noise = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
+        eps = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
+        chunk = max(8, cfg.optim.batch_size * 2)
+        results: dict = {}
+        for k in self.steps_1_2:
+            scores, infos, images = [], {}, []
+            for i in range(0, len(prompts), chunk):
+                sl = slice(i, i + chunk)
+                with self.acc.autocast():
+                    x = self.gen.sample(self.base_unet, noise[sl].to(self.acc.device), self.embeds(prompts[sl]),
+                                        timesteps=self.gen.timesteps[:k], renoise=[eps[sl].to(self.acc.device)])[-1]
+                ims = self.gen.decode(x)
+                out = self.reward(ims, prompts[sl], [{"steps": k}] * len(ims))
+                scores.append(out.scores)
+                for name, v in out.info.items():
+                    if np.asarray(v).dtype.kind in "fiub":
+                        infos.setdefault(name, []).append(np.asarray(v, dtype=np.float64))
+                images += ims
+            results[f"eval/reward_{k}step_mean"] = float(np.mean(np.concatenate(scores)))
+            for name, parts in infos.items():
+                results[f"eval/{name}_{k}step_mean"] = float(np.mean(np.concatenate(parts)))
+            self.tracker.log_grid(f"eval_{k}step", images, rows=len(self.eval_prompts), round_index=round_index)
+        return results
+
+    # ----------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> str | None:
+        """All processes enter (wait_for_everyone); the main process writes atomically."""
+        self.acc.wait_for_everyone()
+        path = None
+        rank = self.acc.process_index
+        tmp = os.path.join(ckpt.checkpoint_dir(self.out), f".tmp-round-{self.round:06d}")
+        if self.is_main:
+            tmp = ckpt.begin(self.out, self.round)
+            self.gen.save_lora(os.path.join(tmp, "generator_lora"))
+            sur = self.base_surrogate
+            save_file({n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters() if p.requires_grad},
+                      os.path.join(tmp, "surrogate.safetensors"))
+            torch.save({"generator": self.gen_opt.state_dict(), "surrogate": self.sur_opt.state_dict()},
+                       os.path.join(tmp, "optimizers.pt"))
+            torch.save(self.buffer.state_dict(), os.path.join(tmp, "buffer.pt"))
+        self.acc.wait_for_everyone()
+        torch.save(self._rng_state(), os.path.join(tmp, f"rng-{rank}.pt"))
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
+                     "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
+                     "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
+            path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
+        self.acc.wait_for_everyone()
+        return path
+
+    def _rng_state(self) -> dict:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "shared": self.shared_rng.bit_generator.state, "local": self.local_rng.bit_generator.state,
+                "noise": self.noise_gen.get_state()}
+
+    def load_checkpoint(self, resume: str) -> None:
+        from diffusers.utils import convert_unet_state_dict_to_peft
+        from peft import set_peft_model_state_dict
+
+        path = ckpt.resolve(self.out, resume)
+        state = ckpt.read_state(path)
+        if state["num_processes"] != self.acc.num_processes:
+            raise ckpt.CheckpointError(f"checkpoint {path} was written by {state['num_processes']} process(es); "
+                                       f"resume it with the same number (now {self.acc.num_processes})")
+        try:
+            lora = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
+            sur = load_file(os.path.join(path, "surrogate.safetensors"))
+        except Exception as e:  # noqa: BLE001
+            raise ckpt.CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+        lora = {k[len("unet."):]: v for k, v in lora.items() if k.startswith("unet.")}
+        set_peft_model_state_dict(self.base_unet, convert_unet_state_dict_to_peft(lora), adapter_name="default")
+        missing = [n for n, p in self.base_surrogate.named_parameters() if p.requires_grad and n not in sur]
+        if missing:
+            raise ckpt.CheckpointError(f"checkpoint {path}: surrogate weights missing {missing[:3]} (config changed?)")
+        with torch.no_grad():
+            for n, p in self.base_surrogate.named_parameters():
+                if n in sur:
+                    p.copy_(sur[n].to(p.dtype))
+        opts = ckpt.torch_load(os.path.join(path, "optimizers.pt"))
+        self.gen_opt.load_state_dict(opts["generator"])
+        self.sur_opt.load_state_dict(opts["surrogate"])
+        self.buffer.load_state_dict(ckpt.torch_load(os.path.join(path, "buffer.pt")))
+        rng = ckpt.torch_load(os.path.join(path, f"rng-{self.acc.process_index}.pt"))
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        self.shared_rng.bit_generator.state = rng["shared"]
+        self.local_rng.bit_generator.state = rng["local"]
+        self.noise_gen.set_state(rng["noise"])
+        for k, v in state["normalizers"].items():
+            self.norms[int(k)].load_state_dict(v)
+        self.round, self.reward_queries = state["round"], state["reward_queries"]
+        self.elapsed, self._t_start = state["elapsed"], time.time()
+        self.tracker.truncate_after(self.round)
+        log.info("resumed from %s (round %d, %d reward queries)", path, self.round, self.reward_queries)
+
+    # ------------------------------------------------------------------ loop
+    def wall_seconds(self) -> float:
+        """Training time over all sessions of this run (resumes included)."""
+        return self.elapsed + time.time() - self._t_start
+
+    def _log(self, row: dict) -> dict:
+        row = {"round": self.round, "reward_queries": self.reward_queries, **row,
+               "time/wall_seconds": self.wall_seconds()}
+        self.tracker.log_round(row)
+        return row
+
+    def train(self, resume: str | None = None) -> list[dict]:
+        cfg, a = self.cfg, self.cfg.algorithm
+        from tqdm.auto import tqdm
+
+        rows: list[dict] = []
+        self._t_start = time.time()
+        if resume:
+            self.load_checkpoint(resume)
+        else:
+            for _ in range(a.pretrain_collect_rounds):
+                self.collect(0)
+            stats = self.collect(0)  # fresh samples: round-0 pair accuracy is held out
+            stats["surrogate/loss"] = self.train_surrogate(a.pretrain_surrogate_steps)
+            stats.update(self.evaluate(0))
+            rows.append(self._log(stats))
+            self.save_checkpoint()
+        bar = tqdm(range(self.round + 1, a.rounds + 1), desc="LaSRO rounds", initial=self.round, total=a.rounds,
+                   disable=not (self.is_main and cfg.logging.progress))
+        for r in bar:
+            self.round = r
+            gen_stats: dict[str, float] = {}
+            for _ in range(a.generator_steps):
+                for k, v in self.generator_step().items():
+                    gen_stats[k] = gen_stats.get(k, 0.0) + v / a.generator_steps
+            stats = {**gen_stats, **self.collect(r)}
+            stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
+            if r % cfg.logging.eval_every == 0 or r == a.rounds:
+                stats.update(self.evaluate(r))
+            rows.append(self._log(stats))
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items()
+                             if k in ("eval/reward_2step_mean", "surrogate/pair_accuracy")})
+            if r % cfg.logging.checkpoint_every == 0 or r == a.rounds:
+                self.save_checkpoint()
+        if self.is_main:
+            self.gen.save_lora(os.path.join(self.out, "lora"))
+        self.acc.wait_for_everyone()
+        self.tracker.close()
+        return rows
