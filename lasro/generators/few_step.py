@@ -62,7 +62,8 @@ def load_pipeline(pretrained: str, dtype: torch.dtype, variant: str | None = Non
     from .tiny import build_random_sdxl_pipeline, build_tiny_pipeline
 
     if pretrained.startswith("tiny:"):
-        return build_tiny_pipeline(family=pretrained.split(":", 1)[1], **(tiny or {})).to(dtype)
+        pipe = build_tiny_pipeline(family=pretrained.split(":", 1)[1], **(tiny or {}))
+        return pipe if dtype == torch.float32 else pipe.to(dtype)
     if pretrained == "random:sdxl-turbo":
         return build_random_sdxl_pipeline(dtype)
     expanded = os.path.expanduser(pretrained)

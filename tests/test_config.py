@@ -1,0 +1,42 @@
+import pytest
+
+from lasro.config import ConfigError, config_from_dict, load_config
+
+
+def test_defaults_follow_method_md():
+    cfg = config_from_dict({})
+    assert cfg.model.timesteps == [999, 499] and cfg.exploration.samples_per_prompt == 4
+    assert (cfg.algorithm.generator_steps, cfg.algorithm.surrogate_steps) == (5, 20)
+    assert cfg.algorithm.ema_decay == 0.99 and cfg.algorithm.regularizer == "anchor"
+    assert cfg.optim.lr == 1e-4 and cfg.surrogate.lr_backbone == 1e-5
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  lr: 3.0e-5\nmodel:\n  timesteps: [999]\n")
+    cfg = load_config(str(p), ["optim.batch_size=2", "exploration.t1_range=[300, 700]", "reward=[a, b]"])
+    assert cfg.optim.lr == 3e-5 and cfg.optim.batch_size == 2 and cfg.model.timesteps == [999]
+    assert cfg.exploration.t1_range == [300, 700] and cfg.reward == ["a", "b"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"optimm": {}}, "unknown config key 'optimm'. Did you mean 'optim'?"),
+    ({"optim": {"batch_size": 2.5}}, "optim.batch_size: expected an integer"),
+    ({"optim": {"batch_size": 0}}, "optim.batch_size must be at least 1"),
+    ({"logging": {"tensorboard": "yes"}}, "logging.tensorboard: expected true or false"),
+    ({"model": {"dtype": "fp8"}}, "valid choices: 'float32', 'bfloat16', 'float16'"),
+    ({"model": {"timesteps": [999, 499, 200]}}, "1 or 2 timesteps"),
+    ({"exploration": {"t1_range": [700, 300]}}, "t1_range"),
+    ({"model": 3}, "model: expected a mapping"),
+])
+def test_validation_names_key_and_valid_values(data, message):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    assert message in str(e.value)
+
+
+def test_missing_file_and_bad_set():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["optim.lr"])

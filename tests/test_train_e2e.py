@@ -1,0 +1,93 @@
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+from lasro.cli import main
+from lasro.generators.few_step import FewStepGenerator, load_pipeline
+from lasro.trainer import LaSROTrainer
+
+from .conftest import tiny_train_config
+
+ROW_KEYS = {"round", "reward_queries", "eval/reward_1step_mean", "eval/reward_2step_mean",
+            "surrogate/pair_accuracy", "surrogate/loss", "generator/loss", "generator/anchor", "time/wall_seconds"}
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd"])
+def test_train_writes_outputs_and_a_lora_diffusers_reads_back(tiny_dirs, tmp_path, family):
+    out = tmp_path / "run"
+    cfg = tiny_train_config(out, tiny_dirs[family])
+    trainer = LaSROTrainer(cfg)
+    rows = trainer.train()
+
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in lines] == [0, 1, 2] == [r["round"] for r in rows]
+    assert ROW_KEYS <= set(lines[-1])
+    # 1 pretrain collection + the round-0 collection + 2 rounds; 2 prompts x 2 noises x 2 step counts each
+    assert [r["reward_queries"] for r in lines] == [16, 24, 32]
+    assert 0.0 <= lines[-1]["surrogate/pair_accuracy"] <= 1.0
+    assert glob.glob(str(out / "tensorboard" / "events.out.tfevents.*"))
+    assert (out / "samples" / "eval_2step_round-0000.png").exists()
+    assert (out / "samples" / "eval_1step_round-0002.png").exists()
+    assert (out / "reward_curve.png").exists()
+    ckpts = sorted(os.listdir(out / "checkpoints"))
+    assert ckpts == ["round-000001", "round-000002"]  # total limit 2 pruned round 0
+    assert {"generator_lora", "surrogate.safetensors", "optimizers.pt", "buffer.pt", "rng-0.pt",
+            "state.json"} <= set(os.listdir(out / "checkpoints" / "round-000002"))
+
+    # The LoRA moved the weights, and diffusers' own loader reproduces the trained outputs.
+    fresh = FewStepGenerator(load_pipeline(tiny_dirs[family], torch.float32))
+    emb = fresh.encode_prompts(["a red square"])
+    noise, eps = torch.randn(fresh.latent_shape(1)), torch.randn(fresh.latent_shape(1))
+    with torch.no_grad():
+        before = fresh.sample(fresh.unet, noise, emb, renoise=[eps])[-1]
+        fresh.pipe.load_lora_weights(str(out / "lora"))
+        after = fresh.sample(fresh.unet, noise, emb, renoise=[eps])[-1]
+        trained = trainer.gen.sample(trainer.base_unet, noise, emb, renoise=[eps])[-1]
+    assert (after - before).abs().max() > 1e-4
+    torch.testing.assert_close(after, trained, rtol=1e-5, atol=1e-5)
+
+
+def test_resume_latest_continues_counters_and_rows(tiny_dirs, tmp_path):
+    out = tmp_path / "run"
+    LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()
+    longer = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"rounds": 3})
+    rows = LaSROTrainer(longer).train(resume="latest")
+    assert [r["round"] for r in rows] == [3] and rows[0]["reward_queries"] == 40
+    lines = [json.loads(l)["round"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [0, 1, 2, 3]
+
+
+def test_cli_train_and_sample(tiny_dirs, tmp_path, capsys):
+    out = tmp_path / "cli"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"""
+model: {{pretrained: {tiny_dirs['sd']}}}
+exploration: {{samples_per_prompt: 2, prompts_per_round: 2}}
+algorithm: {{rounds: 1, pretrain_collect_rounds: 0, pretrain_surrogate_steps: 2, generator_steps: 1,
+            surrogate_steps: 1}}
+optim: {{batch_size: 2}}
+prompts: {{train: [a cat, a dog], eval: [a bird], eval_seeds: 1}}
+logging: {{output_dir: {out}, progress: false}}
+""")
+    assert main(["train", str(cfg_path), "--set", "surrogate.batch_pairs=2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["round"] == 1 and "eval/reward_2step_mean" in summary["before"]
+    assert main(["sample", "--config", str(cfg_path), "--lora", str(out / "lora"), "--prompt", "a cat",
+                 "--num-per-prompt", "2", "--out", str(tmp_path / "png")]) == 0
+    assert sorted(os.listdir(tmp_path / "png")) == ["000_00.png", "000_01.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "optim.lrr=1"], "Did you mean 'lr'"),
+    (["--set", "optim.lr=fast"], "optim.lr: expected a number"),
+    (["--set", "surrogate.backbone=big"], "valid choices: 'lora', 'frozen', 'full'"),
+    (["--set", "model.timesteps=[499, 999]"], "model.timesteps must decrease"),
+    (["--set", "reward=jpeg_compresibility"], "Did you mean 'jpeg_compressibility'"),
+    (["--set", "model.pretrained=./missing/model"], "does not exist"),
+])
+def test_bad_configs_give_clear_errors(args, message, capsys, tmp_path):
+    assert main(["train", "--set", f"logging.output_dir={tmp_path}"] + args) == 2
+    assert message in capsys.readouterr().err
