@@ -33,9 +33,9 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
     from .trainer import LaSROTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = dataclasses.replace(cfg, logging=dataclasses.replace(cfg.logging, output_dir=tmp, tensorboard=False,
-                                                                   wandb=False, progress=False))
-        cfg.optim.gradient_accumulation_steps = 1
+        cfg = dataclasses.replace(
+            cfg, optim=dataclasses.replace(cfg.optim, gradient_accumulation_steps=1),
+            logging=dataclasses.replace(cfg.logging, output_dir=tmp, tensorboard=False, wandb=False, progress=False))
         tr = LaSROTrainer(cfg)
         dev = tr.acc.device
         prompts = tr.train_prompts[: cfg.optim.batch_size]

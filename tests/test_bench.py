@@ -1,0 +1,12 @@
+from lasro.bench import bench_step
+
+from .conftest import tiny_train_config
+
+
+def test_bench_step_reports_both_timings_and_their_ratio(tmp_path):
+    cfg = tiny_train_config(tmp_path / "unused", "tiny:sdxl")
+    result = bench_step(cfg, repeats=1, warmup=0)
+    assert result["lasro_step_s"] > 0 and result["bare_2step_lora_fwd_bwd_s"] > 0
+    assert abs(result["ratio"] - result["lasro_step_s"] / result["bare_2step_lora_fwd_bwd_s"]) < 0.01
+    assert result["batch"] == cfg.optim.batch_size and result["steps"] == 2 and result["peak_memory_mib"] > 0
+    assert cfg.logging.output_dir == str(tmp_path / "unused")  # the caller's config is left as it was
