@@ -144,7 +144,6 @@ def _coerce(value, tp, key: str):
             raise ConfigError(f"{key}: {value!r} is not a valid choice; valid choices: {', '.join(map(repr, choices))}")
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in typing.get_args(tp):
             if arg is type(None):
                 if value is None:
@@ -152,8 +151,8 @@ def _coerce(value, tp, key: str):
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in typing.get_args(tp))}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):

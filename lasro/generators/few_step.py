@@ -33,10 +33,6 @@ class PromptEmbeds:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return PromptEmbeds(self.hidden[idx], pick(self.pooled), pick(self.time_ids))
 
-    def repeat_interleave(self, n: int) -> "PromptEmbeds":
-        rep = lambda t: None if t is None else t.repeat_interleave(n, dim=0)  # noqa: E731
-        return PromptEmbeds(rep(self.hidden), rep(self.pooled), rep(self.time_ids))
-
     def unet_kwargs(self) -> dict:
         kw = {"encoder_hidden_states": self.hidden}
         if self.pooled is not None:
