@@ -36,9 +36,14 @@ def list_checkpoints(output_dir: str) -> list[str]:
     return [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, COMPLETE_MARK))]
 
 
+def tmp_dir(output_dir: str, round_index: int) -> str:
+    """Where the checkpoint of ``round_index`` is written before it is renamed into place."""
+    return os.path.join(checkpoint_dir(output_dir), f".tmp-round-{round_index:06d}")
+
+
 def begin(output_dir: str, round_index: int) -> str:
     """A fresh temporary folder to write the checkpoint of ``round_index`` into."""
-    tmp = os.path.join(checkpoint_dir(output_dir), f".tmp-round-{round_index:06d}")
+    tmp = tmp_dir(output_dir, round_index)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     return tmp

@@ -138,12 +138,16 @@ class LaSROTrainer:
     def base_surrogate(self) -> LatentSurrogate:
         return self.acc.unwrap_model(self.sur_ddp)
 
-    def _score_latents(self, latents: torch.Tensor, prompts: list[str], steps) -> tuple[np.ndarray, dict]:
-        """Decode and score with the true reward (no gradient anywhere here)."""
+    @property
+    def _chunk(self) -> int:
+        """Batch size for no-grad passes (scoring, evaluation)."""
+        return max(8, self.cfg.optim.batch_size * 2)
+
+    def _score_latents(self, latents: torch.Tensor, prompts: list[str], steps):
+        """Decode and score with the true reward (no gradient anywhere here): images and RewardOutput."""
         images = self.gen.decode(latents)
         meta = [{"steps": int(s)} for s in steps]
-        out = self.reward(images, list(prompts), meta)
-        return out.scores, out.info
+        return images, self.reward(images, list(prompts), meta)
 
     # ------------------------------------------------------------ collection
     @torch.no_grad()
@@ -170,7 +174,7 @@ class LaSROTrainer:
         latents = torch.cat(outs)
         all_prompts = prompts * len(outs)
         steps = np.repeat(np.arange(1, len(outs) + 1), n)
-        rewards, _ = self._score_latents(latents, all_prompts, steps)
+        rewards = self._score_latents(latents, all_prompts, steps)[1].scores
         # Gather everything so every process holds the same buffer.
         from accelerate.utils import gather_object
 
@@ -193,7 +197,7 @@ class LaSROTrainer:
         if len(win) == 0:
             return float("nan")
         scores = []
-        chunk = max(8, self.cfg.optim.batch_size * 2)
+        chunk = self._chunk
         for i in range(0, len(prompts), chunk):
             with self.acc.autocast():
                 scores.append(self.base_surrogate(latents[i:i + chunk].to(self.acc.device), self.embeds(
@@ -288,7 +292,7 @@ class LaSROTrainer:
         g = torch.Generator().manual_seed(10_000 + cfg.seed)
         noise = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
         eps = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
-        chunk = max(8, cfg.optim.batch_size * 2)
+        chunk = self._chunk
         results: dict = {}
         for k in self.steps_1_2:
             scores, infos, images = [], {}, []
@@ -297,8 +301,7 @@ class LaSROTrainer:
                 with self.acc.autocast():
                     x = self.gen.sample(self.base_unet, noise[sl].to(self.acc.device), self.embeds(prompts[sl]),
                                         timesteps=self.gen.timesteps[:k], renoise=[eps[sl].to(self.acc.device)])[-1]
-                ims = self.gen.decode(x)
-                out = self.reward(ims, prompts[sl], [{"steps": k}] * len(ims))
+                ims, out = self._score_latents(x, prompts[sl], [k] * len(x))
                 scores.append(out.scores)
                 for name, v in out.info.items():
                     if np.asarray(v).dtype.kind in "fiub":
@@ -316,9 +319,9 @@ class LaSROTrainer:
         self.acc.wait_for_everyone()
         path = None
         rank = self.acc.process_index
-        tmp = os.path.join(ckpt.checkpoint_dir(self.out), f".tmp-round-{self.round:06d}")
+        tmp = ckpt.tmp_dir(self.out, self.round)
         if self.is_main:
-            tmp = ckpt.begin(self.out, self.round)
+            ckpt.begin(self.out, self.round)
             self.gen.save_lora(os.path.join(tmp, "generator_lora"))
             sur = self.base_surrogate
             save_file({n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters() if p.requires_grad},
