@@ -100,6 +100,36 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    import torch
+
+    from .evaluation import evaluate_generator
+    from .generators.few_step import FewStepGenerator
+    from .prompts import resolve_prompts
+    from .rewards import build_reward
+
+    gen = FewStepGenerator.from_pretrained(args.model, dtype=args.dtype)
+    gen.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.lora:
+        if not os.path.exists(args.lora):
+            raise FileNotFoundError(f"--lora {args.lora!r} not found (a folder with pytorch_lora_weights.safetensors)")
+        gen.pipe.load_lora_weights(args.lora)
+    prompts = resolve_prompts(args.prompts, "--prompts")
+    prompts = [p for p in prompts for _ in range(args.seeds)]
+    metrics, _ = evaluate_generator(gen, build_reward(args.reward), prompts, seed=args.seed, steps=args.steps)
+    print(json.dumps({"model": args.model, "lora": args.lora, "reward": args.reward, "prompts": args.prompts,
+                      "samples": len(prompts), "seed": args.seed, **metrics}))
+    return 0
+
+
+def cmd_demo_build(args) -> int:
+    from .demo.build import PACKAGED_MODEL, BuildSpec, build
+
+    spec = BuildSpec(seed=args.seed, scale=args.scale)
+    build(args.out or PACKAGED_MODEL, args.work, spec)
+    return 0
+
+
 def cmd_rewards(args) -> int:
     from .rewards import list_rewards
 
@@ -147,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device")
     s.add_argument("--out", default="samples")
     s.set_defaults(fn=cmd_sample)
+
+    e = sub.add_parser("eval", help="held-out mean reward (and exact-match) of a model at 1 and 2 steps",
+                       description="Sample fixed-seed 1- and 2-step images for a prompt set, score them, "
+                                   "print one JSON line.")
+    e.add_argument("--model", default="demo:shapes", help="hub id, local folder or demo:shapes")
+    e.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
+    e.add_argument("--reward", default="shapes_detector", help="registered reward name or module.Class")
+    e.add_argument("--prompts", default="shapes:test",
+                   help="prompt file, or shapes:train / shapes:test / shapes:test:N (default: all test prompts)")
+    e.add_argument("--seeds", type=int, default=1, help="samples per prompt")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--steps", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    e.add_argument("--device")
+    e.set_defaults(fn=cmd_eval)
+
+    d = sub.add_parser("demo", help="the shapes demo model").add_subparsers(dest="demo", metavar="ACTION")
+    db = d.add_parser("build", help="regenerate the shipped shapes demo model from scratch (about an hour on CPU)")
+    db.add_argument("--out", help="output folder (default: the package's own demo model folder)")
+    db.add_argument("--work", default="demo-build-work", help="stage cache; a rerun resumes from it")
+    db.add_argument("--seed", type=int, default=0)
+    db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
+    db.set_defaults(fn=cmd_demo_build)
 
     r = sub.add_parser("rewards", help="list registered rewards")
     r.set_defaults(fn=cmd_rewards)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    pretrained: str = "tiny:sdxl"  # hub id, local folder, tiny:sdxl, tiny:sd, random:sdxl-turbo
+    pretrained: str = "demo:shapes"  # hub id, local folder, demo:shapes, tiny:sdxl, tiny:sd, random:sdxl-turbo
     unet: str | None = None  # optional separate UNet (e.g. latent-consistency/lcm-sdxl)
     variant: str | None = None  # e.g. "fp16" for hub weights
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -96,8 +97,8 @@ class OptimConfig:
 
 @dataclass
 class PromptsConfig:
-    train: list[str] | str = field(default_factory=lambda: ["a photo of a cat", "a red car", "a mountain lake"])
-    eval: list[str] | str = field(default_factory=lambda: ["a photo of a dog", "a blue bicycle"])
+    train: list[str] | str = "shapes:train"  # a list, a text file, or a built-in set (shapes:train)
+    eval: list[str] | str = "shapes:test:32"
     eval_seeds: int = 2  # fixed seeds per eval prompt
 
 
@@ -116,7 +117,7 @@ class LoggingConfig:
 class TrainConfig:
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    reward: Any = "jpeg_compressibility"  # name, dotted path, {name, kwargs} or a weighted list
+    reward: Any = "shapes_detector"  # name, dotted path, {name, kwargs} or a weighted list
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
@@ -248,8 +249,13 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+
+
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (none given: the embedded demo job, lasro/configs/demo.yaml) and apply overrides."""
     data: dict = {}
+    path = path or DEFAULT_CONFIG
     if path:
         try:
             with open(path) as f:

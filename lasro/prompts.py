@@ -1,14 +1,35 @@
-"""Prompt sets: a list in the config, or a text file with one prompt per line."""
+"""Prompt sets: a list in the config, a text file with one prompt per line, or a built-in
+domain split such as ``shapes:test`` / ``shapes:test:64`` (the first 64 of a fixed shuffle)."""
 from __future__ import annotations
 
 import os
 
+BUILTIN_PREFIX = "shapes:"
+
+
+def _builtin(spec: str, key: str) -> list[str]:
+    from lasro.demo import shapes
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[1] not in ("train", "test"):
+        raise ValueError(f"{key}: {spec!r} is not a prompt set; use 'shapes:train', 'shapes:test' or "
+                         "'shapes:test:N' (N prompts with object counts 1-4 equally represented)")
+    if len(parts) == 2:
+        return shapes.split_prompts(parts[1])
+    try:
+        n = int(parts[2])
+    except ValueError:
+        raise ValueError(f"{key}: {spec!r}: the count after the split must be an integer") from None
+    return shapes.sample_prompts(parts[1], n, seed=0)
+
 
 def resolve_prompts(spec: list[str] | str, key: str) -> list[str]:
-    if isinstance(spec, str):
+    if isinstance(spec, str) and spec.startswith(BUILTIN_PREFIX) and not os.path.isfile(spec):
+        prompts = _builtin(spec, key)
+    elif isinstance(spec, str):
         if not os.path.isfile(spec):
-            raise FileNotFoundError(f"{key}: prompt file {spec!r} not found (give a list of prompts or a "
-                                    "text file with one prompt per line)")
+            raise FileNotFoundError(f"{key}: prompt file {spec!r} not found (give a list of prompts, a "
+                                    "text file with one prompt per line, or a built-in set such as 'shapes:train')")
         with open(spec, encoding="utf-8") as f:
             prompts = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     else:

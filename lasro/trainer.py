@@ -286,32 +286,16 @@ class LaSROTrainer:
     @torch.no_grad()
     def evaluate(self, round_index: int) -> dict:
         """Held-out prompts, fixed seeds: mean true reward of 1- and 2-step samples, and a grid."""
+        from .evaluation import evaluate_generator
+
         cfg = self.cfg
-        seeds = cfg.prompts.eval_seeds
-        prompts = [p for p in self.eval_prompts for _ in range(seeds)]
-        g = torch.Generator().manual_seed(10_000 + cfg.seed)
-        noise = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
-        eps = torch.randn(self.gen.latent_shape(len(prompts)), generator=g)
-        chunk = self._chunk
-        results: dict = {}
-        for k in self.steps_1_2:
-            scores, infos, images = [], {}, []
-            for i in range(0, len(prompts), chunk):
-                sl = slice(i, i + chunk)
-                with self.acc.autocast():
-                    x = self.gen.sample(self.base_unet, noise[sl].to(self.acc.device), self.embeds(prompts[sl]),
-                                        timesteps=self.gen.timesteps[:k], renoise=[eps[sl].to(self.acc.device)])[-1]
-                ims, out = self._score_latents(x, prompts[sl], [k] * len(x))
-                scores.append(out.scores)
-                for name, v in out.info.items():
-                    if np.asarray(v).dtype.kind in "fiub":
-                        infos.setdefault(name, []).append(np.asarray(v, dtype=np.float64))
-                images += ims
-            results[f"eval/reward_{k}step_mean"] = float(np.mean(np.concatenate(scores)))
-            for name, parts in infos.items():
-                results[f"eval/{name}_{k}step_mean"] = float(np.mean(np.concatenate(parts)))
-            self.tracker.log_grid(f"eval_{k}step", images, rows=len(self.eval_prompts), round_index=round_index)
-        return results
+        prompts = [p for p in self.eval_prompts for _ in range(cfg.prompts.eval_seeds)]
+        metrics, images = evaluate_generator(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
+                                             steps=self.steps_1_2, unet=self.base_unet, chunk=self._chunk,
+                                             autocast=self.acc.autocast)
+        for k, ims in images.items():
+            self.tracker.log_grid(f"eval_{k}step", ims, rows=len(self.eval_prompts), round_index=round_index)
+        return {f"eval/{k}": v for k, v in metrics.items()}
 
     # ----------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> str | None:

@@ -15,6 +15,7 @@ from PIL import Image
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+DEMO_MODEL = "demo:shapes"  # the SDXL-architecture shapes model shipped inside the package
 
 
 class ModelLoadError(RuntimeError):
@@ -52,7 +53,8 @@ def _looks_like_path(name: str) -> bool:
 
 def load_pipeline(pretrained: str, dtype: torch.dtype, variant: str | None = None, unet: str | None = None,
                   tiny: dict | None = None):
-    """Load a pipeline from a hub id or local folder, or build one: ``tiny:sdxl``, ``tiny:sd``, ``random:sdxl-turbo``."""
+    """Load a pipeline from a hub id or local folder, the shipped ``demo:shapes`` model, or build one:
+    ``tiny:sdxl``, ``tiny:sd``, ``random:sdxl-turbo``."""
     from diffusers import DiffusionPipeline, UNet2DConditionModel
 
     from .tiny import build_random_sdxl_pipeline, build_tiny_pipeline
@@ -62,6 +64,13 @@ def load_pipeline(pretrained: str, dtype: torch.dtype, variant: str | None = Non
         return pipe if dtype == torch.float32 else pipe.to(dtype)
     if pretrained == "random:sdxl-turbo":
         return build_random_sdxl_pipeline(dtype)
+    if pretrained == DEMO_MODEL:
+        from lasro.demo.build import PACKAGED_MODEL
+
+        if not os.path.isfile(os.path.join(PACKAGED_MODEL, "model_index.json")):
+            raise ModelLoadError(f"the demo model is missing from {PACKAGED_MODEL}; regenerate it with "
+                                 "`lasro demo build` or reinstall lasro")
+        pretrained = PACKAGED_MODEL
     expanded = os.path.expanduser(pretrained)
     if _looks_like_path(pretrained) and not os.path.isdir(expanded):
         raise ModelLoadError(
@@ -137,6 +146,11 @@ class FewStepGenerator:
                              model_cfg.tiny)
         return cls(pipe, resolution=model_cfg.resolution or None, timesteps=model_cfg.timesteps,
                    guidance_scale=model_cfg.guidance_scale, scheduler=model_cfg.scheduler)
+
+    @classmethod
+    def from_pretrained(cls, pretrained: str, dtype: str = "float32", **kwargs) -> "FewStepGenerator":
+        """Load a hub id, a local folder or ``demo:shapes`` with default 1-2 step settings."""
+        return cls(load_pipeline(pretrained, DTYPES[dtype]), **kwargs)
 
     @property
     def unet(self):

@@ -90,7 +90,7 @@ def _unet(spec: TinySpec, cross_dim: int, sdxl: bool, projection_input_dim: int 
     )
 
 
-def _turbo_scheduler():
+def turbo_scheduler():
     from diffusers import EulerAncestralDiscreteScheduler
 
     return EulerAncestralDiscreteScheduler(
@@ -116,7 +116,7 @@ def build_tiny_pipeline(spec: TinySpec | None = None, **overrides):
         unet = _unet(spec, cross_dim=2 * h, sdxl=True, projection_input_dim=h + 6 * 8)
         return StableDiffusionXLPipeline(
             vae=_vae(spec), text_encoder=te1, text_encoder_2=te2, tokenizer=byte_level_clip_tokenizer(),
-            tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=_turbo_scheduler(),
+            tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=turbo_scheduler(),
             force_zeros_for_empty_prompt=True,
         )
     if spec.family == "sd":
@@ -124,7 +124,7 @@ def build_tiny_pipeline(spec: TinySpec | None = None, **overrides):
         unet = _unet(spec, cross_dim=h, sdxl=False, projection_input_dim=None)
         return StableDiffusionPipeline(
             vae=_vae(spec), text_encoder=te, tokenizer=byte_level_clip_tokenizer(), unet=unet,
-            scheduler=_turbo_scheduler(), safety_checker=None, feature_extractor=None,
+            scheduler=turbo_scheduler(), safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,
         )
     raise ValueError(f"unknown tiny pipeline family {spec.family!r}: use 'sdxl' or 'sd'")
@@ -154,5 +154,5 @@ def build_random_sdxl_pipeline(dtype: torch.dtype = torch.bfloat16, seed: int = 
     te2 = CLIPTextModelWithProjection(_text_config(spec, 1280, 1280)).to(dtype)
     return StableDiffusionXLPipeline(
         vae=_vae(spec).to(dtype), text_encoder=te1, text_encoder_2=te2, tokenizer=byte_level_clip_tokenizer(),
-        tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=_turbo_scheduler(),
+        tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=turbo_scheduler(),
     )

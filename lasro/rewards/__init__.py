@@ -4,6 +4,7 @@ from lasro.rewards.base import CheckedReward, Reward, RewardError, RewardOutput
 from lasro.rewards.registry import build_reward, list_rewards, register_reward
 from lasro.rewards.weighted import WeightedReward
 from lasro.rewards import jpeg as _jpeg  # noqa: F401  (registers the jpeg_* rewards)
+from lasro.rewards import shapes_detector as _shapes  # noqa: F401  (registers shapes_detector)
 
 __all__ = [
     "Reward",

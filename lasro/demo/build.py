@@ -1,0 +1,439 @@
+"""Build the shapes demo model from scratch: an SDXL-architecture pipeline distilled for 1-2 steps.
+
+Stages (each cached in the work folder, so an interrupted build resumes at the stage it was in):
+1. data      render scenes of the train split, tokenizer over the domain's words
+2. vae       AutoencoderKL (4x down, 4x16x16 latents) on the scenes
+3. teacher   text_time UNet + two CLIP text encoders, epsilon prediction, 10 % prompt dropout, EMA
+4. pairs     teacher samples (DDIM 10 steps, CFG) from fixed noises; the second-step targets
+             come from the teacher re-run from the re-noised sample at t=499
+5. student   copy of the teacher regressed onto those targets through lasro's own 1-2 step sampler
+Then the pipeline (Euler-ancestral trailing scheduler, like SDXL-Turbo) is saved with
+``save_pretrained`` and evaluated with ``shapes_detector``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lasro.demo import shapes
+from lasro.generators.tiny import turbo_scheduler
+
+log = logging.getLogger("lasro.demo")
+
+PACKAGED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shapes_sdxl")
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+TIME_IDS = [shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 0, 0, shapes.IMAGE_SIZE, shapes.IMAGE_SIZE]
+
+
+@dataclass
+class BuildSpec:
+    """Sizes and step counts; ``scale`` shrinks every count (0.01 gives a seconds-long smoke build)."""
+
+    seed: int = 0
+    scale: float = 1.0
+    scenes: int = 24000
+    text_hidden: int = 64
+    text_layers: int = 3
+    max_tokens: int = 32
+    vae_channels: tuple[int, ...] = (16, 32, 64)
+    vae_steps: int = 1500
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    teacher_steps: int = 3000
+    teacher_batch: int = 64
+    teacher_lr: float = 5e-4
+    prompt_dropout: float = 0.1
+    ema_decay: float = 0.999
+    teacher_sampling_steps: int = 10
+    guidance: float = 3.0
+    pairs: int = 6144
+    student_steps: int = 1000
+    student_batch: int = 64
+    student_lr: float = 2e-4
+    eval_prompts: int = 256
+
+    def count(self, n: int, minimum: int = 2) -> int:
+        return max(minimum, int(round(n * self.scale)))
+
+
+# ------------------------------------------------------------------ tokenizer
+def word_tokenizer(max_tokens: int):
+    """A CLIPTokenizer whose BPE merges build every domain word into one token.
+
+    Single characters stay in the vocabulary so any other text still tokenizes (as letters).
+    Longer words' merge chains rank first, so a short word's merges never split a longer word.
+    """
+    from transformers import CLIPTokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [","]
+    vocab: dict[str, int] = {}
+    for ch in letters:
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    merges: list[str] = []
+    for word in sorted(shapes.vocabulary(), key=lambda w: (-len(w), w)):
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:
+            pair = f"{parts[0]} {parts[1]}"
+            if pair not in merges:
+                merges.append(pair)
+            parts = [parts[0] + parts[1]] + parts[2:]
+            vocab.setdefault(parts[0], len(vocab))
+    vocab[BOS] = len(vocab)
+    vocab[EOS] = len(vocab)
+    with tempfile.TemporaryDirectory() as d:  # CLIPTokenizer reads merges from a file
+        merges_file = os.path.join(d, "merges.txt")
+        with open(merges_file, "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+        vocab_file = os.path.join(d, "vocab.json")
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            json.dump(vocab, f)
+        tok = CLIPTokenizer(vocab_file, merges_file, model_max_length=max_tokens, pad_token=EOS)
+    for word in shapes.vocabulary():
+        ids = tok(word, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise RuntimeError(f"tokenizer splits domain word {word!r} into {ids}")
+    return tok
+
+
+# --------------------------------------------------------------------- models
+def build_models(spec: BuildSpec, tokenizer):
+    """Random-init SDXL-architecture parts sized for 64 px scenes."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    h = spec.text_hidden
+    text_cfg = dict(vocab_size=len(tokenizer), hidden_size=h, intermediate_size=2 * h,
+                    num_hidden_layers=spec.text_layers, num_attention_heads=max(1, h // 16),
+                    max_position_embeddings=spec.max_tokens, projection_dim=h, hidden_act="gelu",
+                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id)
+    te1 = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
+    c = list(spec.vae_channels)
+    vae = AutoencoderKL(block_out_channels=c, down_block_types=["DownEncoderBlock2D"] * len(c),
+                        up_block_types=["UpDecoderBlock2D"] * len(c), latent_channels=4,
+                        norm_num_groups=min(8, c[0]), layers_per_block=1, sample_size=shapes.IMAGE_SIZE)
+    u = tuple(spec.unet_channels)
+    n = len(u)
+    unet = UNet2DConditionModel(
+        sample_size=shapes.IMAGE_SIZE // 2 ** (len(c) - 1), in_channels=4, out_channels=4, block_out_channels=u,
+        layers_per_block=1, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",), cross_attention_dim=2 * h,
+        attention_head_dim=16, transformer_layers_per_block=1, use_linear_projection=True, norm_num_groups=16,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=h + 6 * 8,
+    )
+    return vae, te1, te2, unet
+
+
+def encode_text(te1, te2, ids: torch.Tensor):
+    """SDXL's prompt encoding (penultimate hidden states of both encoders, pooled text of the second)."""
+    o1 = te1(ids, output_hidden_states=True)
+    o2 = te2(ids, output_hidden_states=True)
+    hidden = torch.cat([o1.hidden_states[-2], o2.hidden_states[-2]], dim=-1)
+    time_ids = torch.tensor([TIME_IDS], dtype=hidden.dtype).repeat(ids.shape[0], 1)
+    return hidden, {"text_embeds": o2.text_embeds, "time_ids": time_ids}
+
+
+def _tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def _cosine(opt, total: int, warmup: int = 50):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+class _Progress:
+    """Log a line every ~10 % of a stage, with a running mean of the loss and elapsed time."""
+
+    def __init__(self, stage: str, total: int):
+        self.stage, self.total, self.start, self.losses = stage, total, time.time(), []
+        self.every = max(1, total // 10)
+
+    def step(self, i: int, loss: float) -> None:
+        self.losses.append(loss)
+        if (i + 1) % self.every == 0 or i + 1 == self.total:
+            log.info("%s %d/%d loss %.4f (%.0f s)", self.stage, i + 1, self.total,
+                     float(np.mean(self.losses[-self.every:])), time.time() - self.start)
+
+
+# --------------------------------------------------------------------- stages
+def stage_data(spec: BuildSpec, rng: np.random.Generator):
+    n = spec.count(spec.scenes, 64)
+    images, prompts = [], []
+    for _ in range(n):
+        img, prompt = shapes.sample_scene(rng, "train")
+        images.append(np.asarray(img))
+        prompts.append(prompt)
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # uint8 N,3,64,64
+    return {"pixels": pixels, "prompts": prompts}
+
+
+def _to_unit(pixels_u8: torch.Tensor) -> torch.Tensor:
+    return pixels_u8.float() / 127.5 - 1.0
+
+
+def stage_vae(spec: BuildSpec, vae, data, gen: torch.Generator):
+    """Reconstruction (MSE + L1) with a tiny KL term; returns the latent scaling factor."""
+    steps = spec.count(spec.vae_steps)
+    opt = torch.optim.AdamW(vae.parameters(), lr=spec.vae_lr, weight_decay=0.0)
+    sched = _cosine(opt, steps)
+    pixels = data["pixels"]
+    prog = _Progress("vae", steps)
+    vae.train()
+    for i in range(steps):
+        idx = torch.randint(len(pixels), (spec.vae_batch,), generator=gen)
+        x = _to_unit(pixels[idx])
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        y = vae.decode(z).sample
+        kl = post.kl().mean() / x[0].numel()
+        loss = F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x) + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        prog.step(i, loss.item())
+    vae.eval()
+    with torch.no_grad():
+        means = torch.cat([vae.encode(_to_unit(pixels[i:i + 256])).latent_dist.mean
+                           for i in range(0, min(len(pixels), 2048), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
+    parts = [vae.encode(_to_unit(pixels[i:i + 256])).latent_dist.mean for i in range(0, len(pixels), 256)]
+    return torch.cat(parts) * vae.config.scaling_factor
+
+
+def stage_teacher(spec: BuildSpec, unet, te1, te2, tokenizer, latents, prompts, alphas_cumprod, gen):
+    """Epsilon-prediction training of UNet and text encoders; returns the EMA UNet."""
+    steps = spec.count(spec.teacher_steps)
+    ids_all = _tokenize(tokenizer, list(prompts))
+    empty = _tokenize(tokenizer, [""])
+    text_params = list(te1.parameters()) + list(te2.parameters())
+    trainable = list(unet.parameters()) + text_params
+    opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr": spec.teacher_lr},
+                             {"params": text_params, "lr": spec.teacher_lr / 2}], weight_decay=0.0)
+    sched = _cosine(opt, steps)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    prog = _Progress("teacher", steps)
+    unet.train(), te1.train(), te2.train()
+    for i in range(steps):
+        idx = torch.randint(len(latents), (spec.teacher_batch,), generator=gen)
+        x0 = latents[idx]
+        ids = ids_all[idx].clone()
+        drop = torch.rand(len(idx), generator=gen) < spec.prompt_dropout
+        ids[drop] = empty
+        hidden, added = encode_text(te1, te2, ids)
+        t = torch.randint(0, 1000, (len(idx),), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        ab = alphas_cumprod[t].view(-1, 1, 1, 1)
+        z = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        pred = unet(z, t, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        decay = min(spec.ema_decay, (1 + i) / (10 + i))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        prog.step(i, loss.item())
+    te1.eval(), te2.eval()
+    return ema.eval()
+
+
+@torch.no_grad()
+def teacher_sample(teacher, z, t_start: int, hidden, added, uncond_hidden, uncond_added, spec: BuildSpec,
+                   alphas_cumprod) -> torch.Tensor:
+    """Deterministic DDIM (trailing timesteps, classifier-free guidance) from z at t_start to a clean latent."""
+    n = spec.teacher_sampling_steps
+    ts = [t for t in np.round(np.arange(1000, 0, -1000 / n)).astype(int) - 1 if t <= t_start]
+    b = z.shape[0]
+    h2 = torch.cat([uncond_hidden.expand(b, -1, -1), hidden])
+    a2 = {k: torch.cat([uncond_added[k].expand(b, -1), v]) for k, v in added.items()}
+    for k, t in enumerate(ts):
+        tt = torch.full((2 * b,), int(t), dtype=torch.long)
+        eps_u, eps_c = teacher(torch.cat([z, z]), tt, encoder_hidden_states=h2, added_cond_kwargs=a2).sample.chunk(2)
+        eps = eps_u + spec.guidance * (eps_c - eps_u)
+        ab = alphas_cumprod[t]
+        x0 = (z - (1 - ab).sqrt() * eps) / ab.sqrt()
+        ab_prev = alphas_cumprod[ts[k + 1]] if k + 1 < len(ts) else torch.tensor(1.0)
+        z = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+    return z
+
+
+def stage_pairs(spec: BuildSpec, teacher, te1, te2, tokenizer, generator, alphas_cumprod, gen, rng):
+    """Fixed noises and train prompts -> teacher x0 at t=999 and teacher x0 from the re-noised t=499 point."""
+    n = spec.count(spec.pairs, 16)
+    prompts = shapes.sample_prompts("train", n, seed=int(rng.integers(2**31)))
+    shape = generator.latent_shape(n)
+    noise = torch.randn(shape, generator=gen)
+    renoise = torch.randn(shape, generator=gen)
+    t1 = generator.timesteps[1]
+    with torch.no_grad():
+        uh, ua = encode_text(te1, te2, _tokenize(tokenizer, [""]))
+    x1s, x2s = [], []
+    start = time.time()
+    scale = generator._start_noise_scale(generator.timesteps[0])
+    for i in range(0, n, 256):
+        sl = slice(i, i + 256)
+        with torch.no_grad():
+            hidden, added = encode_text(te1, te2, _tokenize(tokenizer, prompts[sl]))
+            x1 = teacher_sample(teacher, noise[sl] * scale, 999, hidden, added, uh, ua, spec, alphas_cumprod)
+            ab = alphas_cumprod[t1]
+            z1 = ab.sqrt() * x1 + (1 - ab).sqrt() * renoise[sl]
+            x2 = teacher_sample(teacher, z1, t1, hidden, added, uh, ua, spec, alphas_cumprod)
+        x1s.append(x1)
+        x2s.append(x2)
+    log.info("pairs %d teacher samples (%.0f s)", n, time.time() - start)
+    return {"prompts": prompts, "noise": noise, "renoise": renoise, "x1": torch.cat(x1s), "x2": torch.cat(x2s)}
+
+
+def stage_student(spec: BuildSpec, generator, pairs, gen):
+    """Regress lasro's 1-step (t=999) and second-step (t=499) predictions onto the teacher's samples."""
+    steps = spec.count(spec.student_steps)
+    unet = generator.unet
+    unet.requires_grad_(True).train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=spec.student_lr, weight_decay=0.0)
+    sched = _cosine(opt, steps)
+    prog = _Progress("student", steps)
+    t0, t1 = generator.timesteps
+    scale = generator._start_noise_scale(t0)
+    alphas = generator.alphas_cumprod
+    n = len(pairs["prompts"])
+    for i in range(steps):
+        idx = torch.randint(n, (spec.student_batch,), generator=gen)
+        embeds = generator.encode_prompts([pairs["prompts"][j] for j in idx.tolist()])
+        b = len(idx)
+        x1 = generator.predict_x0(unet, pairs["noise"][idx] * scale, torch.full((b,), t0), embeds)
+        ab = alphas[t1]
+        z1 = ab.sqrt() * pairs["x1"][idx] + (1 - ab).sqrt() * pairs["renoise"][idx]
+        x2 = generator.predict_x0(unet, z1, torch.full((b,), t1), embeds)
+        loss = F.mse_loss(x1, pairs["x1"][idx]) + F.mse_loss(x2, pairs["x2"][idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        prog.step(i, loss.item())
+    unet.requires_grad_(False).eval()
+
+
+# ---------------------------------------------------------------------- build
+def _cached(work: str, name: str, fn):
+    """Run a stage once; its result is saved (atomically) in the work folder and reused on a rerun."""
+    path = os.path.join(work, f"{name}.pt")
+    if os.path.exists(path):
+        log.info("stage %s: reusing %s", name, path)
+        return torch.load(path, weights_only=False)
+    start = time.time()
+    out = fn()
+    tmp = path + ".tmp"
+    torch.save(out, tmp)
+    os.replace(tmp, path)
+    log.info("stage %s done in %.0f s", name, time.time() - start)
+    return out
+
+
+def assemble_pipeline(vae, te1, te2, tokenizer, unet):
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=turbo_scheduler(),
+                                     force_zeros_for_empty_prompt=True)
+
+
+def build(out: str, work: str, spec: BuildSpec) -> dict:
+    """Run every stage and write the pipeline to ``out``; returns the build record."""
+    from lasro.evaluation import evaluate_generator
+    from lasro.generators.few_step import FewStepGenerator
+    from lasro.rewards import build_reward
+    from lasro.tracking import image_grid
+
+    os.makedirs(work, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    rng = lambda k: np.random.default_rng([spec.seed, k])  # noqa: E731  (one stream per stage, so a
+    gen = lambda k: torch.Generator().manual_seed(spec.seed * 1000 + k)  # noqa: E731  resumed build matches)
+    started = time.time()
+    tokenizer = word_tokenizer(spec.max_tokens)
+    vae, te1, te2, unet = build_models(spec, tokenizer)
+    alphas_cumprod = turbo_scheduler().alphas_cumprod.float()
+
+    data = _cached(work, "data", lambda: stage_data(spec, rng(1)))
+    vae_state = _cached(work, "vae", lambda: {
+        "state": stage_vae(spec, vae, data, gen(2)).state_dict(), "scaling_factor": vae.config.scaling_factor})
+    vae.load_state_dict(vae_state["state"])
+    vae.register_to_config(scaling_factor=vae_state["scaling_factor"])
+    vae.eval().requires_grad_(False)
+
+    def teacher_fn():
+        latents = encode_latents(vae, data["pixels"])
+        ema = stage_teacher(spec, unet, te1, te2, tokenizer, latents, data["prompts"], alphas_cumprod, gen(3))
+        return {"unet": ema.state_dict(), "te1": te1.state_dict(), "te2": te2.state_dict()}
+
+    teacher_state = _cached(work, "teacher", teacher_fn)
+    unet.load_state_dict(teacher_state["unet"])
+    te1.load_state_dict(teacher_state["te1"])
+    te2.load_state_dict(teacher_state["te2"])
+    for m in (unet, te1, te2):
+        m.eval().requires_grad_(False)
+    teacher = copy.deepcopy(unet)
+
+    generator = FewStepGenerator(assemble_pipeline(vae, te1, te2, tokenizer, unet))
+    pairs = _cached(work, "pairs", lambda: stage_pairs(spec, teacher, te1, te2, tokenizer, generator,
+                                                       alphas_cumprod, gen(4), rng(4)))
+
+    def student_fn():
+        stage_student(spec, generator, pairs, gen(5))
+        return generator.unet.state_dict()
+
+    student_state = _cached(work, "student", student_fn)
+    generator.unet.load_state_dict(student_state)
+
+    os.makedirs(out, exist_ok=True)
+    generator.pipe.save_pretrained(out)
+    reward = build_reward("shapes_detector")
+    test_prompts = shapes.sample_prompts("test", spec.count(spec.eval_prompts, 8), seed=1234)
+    loaded = FewStepGenerator.from_pretrained(out)
+    figures, images = evaluate_generator(loaded, reward, test_prompts, seed=0, steps=(1, 2))
+    image_grid(images[2][:64], rows=8).save(os.path.join(out, "samples_2step.png"))
+    record = {
+        "command": " ".join(["lasro", "demo", "build"] + sys.argv[3:]) if sys.argv[1:3] == ["demo", "build"]
+        else " ".join(sys.argv),
+        "spec": asdict(spec),
+        "minutes": round((time.time() - started) / 60, 1),
+        "test_prompts": len(test_prompts),
+        "eval": figures,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+    }
+    with open(os.path.join(out, "BUILD.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    log.info("build done in %.1f min: %s", record["minutes"], json.dumps(figures))
+    return record

@@ -1,0 +1,169 @@
+"""The "shapes" domain: procedural 64x64 scenes of coloured shapes and the prompts that describe them.
+
+A scene is 1-4 non-overlapping objects (4 colours x 3 shapes) on a white background; its
+prompt lists the objects grouped by kind, e.g. "a blue square and two red triangles".
+Compositions (the multiset of object kinds) are split deterministically into train and
+test, so the test prompts describe compositions the demo model never saw.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+NUMBERS = {1: "a", 2: "two", 3: "three", 4: "four"}
+WORD_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
+MAX_OBJECTS = 4
+IMAGE_SIZE = 64
+BACKGROUND = (255, 255, 255)
+TEST_FRACTION = 0.2
+
+Kind = tuple[str, str]  # (colour, shape)
+KINDS: list[Kind] = [(c, s) for c in COLOURS for s in SHAPES]
+
+_OBJECT_RE = re.compile(
+    r"\b(" + "|".join(WORD_COUNTS) + r")\s+(" + "|".join(COLOURS) + r")\s+(" + "|".join(SHAPES) + r")s?\b"
+)
+
+
+def vocabulary() -> list[str]:
+    """Every word a shapes prompt can contain (the demo model's tokenizer covers exactly these)."""
+    return sorted(set(NUMBERS.values()) | set(COLOURS) | set(SHAPES) | {s + "s" for s in SHAPES} | {"and", ","})
+
+
+def prompt_for(counts: Counter) -> str:
+    """Canonical prompt for a composition: groups in colour-then-shape order, joined with commas and 'and'."""
+    order = {k: i for i, k in enumerate(KINDS)}
+    parts = []
+    for kind in sorted(counts, key=order.__getitem__):
+        n = counts[kind]
+        colour, shape = kind
+        parts.append(f"{NUMBERS[n]} {colour} {shape}{'s' if n > 1 else ''}")
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def parse_prompt(prompt: str) -> Counter:
+    """The composition a prompt asks for; raises ValueError if it names no objects of this domain."""
+    found = _OBJECT_RE.findall(prompt.lower())
+    if not found:
+        raise ValueError(
+            f"prompt {prompt!r} names no shapes-domain objects; expected phrases like 'two red triangles' "
+            f"(counts {sorted(WORD_COUNTS)}, colours {list(COLOURS)}, shapes {list(SHAPES)})"
+        )
+    counts: Counter = Counter()
+    for number, colour, shape in found:
+        counts[(colour, shape)] += WORD_COUNTS[number]
+    return counts
+
+
+def all_compositions(max_objects: int = MAX_OBJECTS) -> list[Counter]:
+    """Every multiset of 1..max_objects object kinds (1819 for 12 kinds and 4 objects)."""
+    out = []
+    for n in range(1, max_objects + 1):
+        for combo in combinations_with_replacement(KINDS, n):
+            out.append(Counter(combo))
+    return out
+
+
+def is_test_composition(counts: Counter) -> bool:
+    """Deterministic split by a hash of the canonical prompt (about TEST_FRACTION of compositions)."""
+    digest = hashlib.sha256(prompt_for(counts).encode()).digest()
+    return int.from_bytes(digest[:4], "little") / 2**32 < TEST_FRACTION
+
+
+def split_prompts(split: str) -> list[str]:
+    """All canonical prompts of the 'train' or 'test' split, sorted by object count then text."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown shapes split {split!r}: use 'train' or 'test'")
+    want_test = split == "test"
+    comps = [c for c in all_compositions() if is_test_composition(c) == want_test]
+    return sorted((prompt_for(c) for c in comps), key=lambda p: (sum(parse_prompt(p).values()), p))
+
+
+def sample_prompts(split: str, n: int, seed: int) -> list[str]:
+    """n prompts drawn from a split so that object counts 1-4 are equally represented."""
+    rng = np.random.default_rng(seed)
+    by_count: dict[int, list[str]] = {}
+    for p in split_prompts(split):
+        by_count.setdefault(sum(parse_prompt(p).values()), []).append(p)
+    sizes = sorted(by_count)
+    return [by_count[s][rng.integers(len(by_count[s]))] for s in (sizes[i % len(sizes)] for i in range(n))]
+
+
+@dataclass
+class SceneObject:
+    colour: str
+    shape: str
+    cx: float
+    cy: float
+    size: float  # side of the bounding square, in pixels
+
+
+def layout(counts: Counter, rng: np.random.Generator, size: int = IMAGE_SIZE,
+           min_side: float = 12.0, max_side: float = 18.0, gap: float = 3.0) -> list[SceneObject]:
+    """Place the composition's objects at random without overlap (rejection sampling)."""
+    kinds = [k for k, n in counts.items() for _ in range(n)]
+    for _ in range(200):
+        objects: list[SceneObject] = []
+        for colour, shape in kinds:
+            for _ in range(100):
+                side = float(rng.uniform(min_side, max_side))
+                half = side / 2
+                cx, cy = rng.uniform(half + 1, size - half - 1, size=2)
+                if all(max(abs(cx - o.cx), abs(cy - o.cy)) > half + o.size / 2 + gap for o in objects):
+                    objects.append(SceneObject(colour, shape, float(cx), float(cy), side))
+                    break
+            else:
+                break
+        if len(objects) == len(kinds):
+            return objects
+    raise RuntimeError(f"could not place {len(kinds)} objects on a {size}px canvas")
+
+
+def render(objects: list[SceneObject], size: int = IMAGE_SIZE, supersample: int = 4) -> Image.Image:
+    """Draw the objects anti-aliased (drawn at supersample x size, then downscaled)."""
+    big = size * supersample
+    img = Image.new("RGB", (big, big), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for o in objects:
+        cx, cy, h = o.cx * supersample, o.cy * supersample, o.size * supersample / 2
+        fill = COLOURS[o.colour]
+        if o.shape == "circle":
+            draw.ellipse([cx - h, cy - h, cx + h, cy + h], fill=fill)
+        elif o.shape == "square":
+            s = h * 0.9  # squares a little smaller so their area is close to the circle's
+            draw.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+        elif o.shape == "triangle":
+            draw.polygon([(cx, cy - h), (cx + h, cy + h * 0.85), (cx - h, cy + h * 0.85)], fill=fill)
+        else:
+            raise ValueError(f"unknown shape {o.shape!r}")
+    return img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def random_composition(rng: np.random.Generator, split: str | None = None) -> Counter:
+    """A composition with 1-4 objects (uniform count, uniform kinds), optionally restricted to a split."""
+    while True:
+        n = int(rng.integers(1, MAX_OBJECTS + 1))
+        counts = Counter(KINDS[i] for i in rng.integers(len(KINDS), size=n))
+        if split is None or is_test_composition(counts) == (split == "test"):
+            return counts
+
+
+def sample_scene(rng: np.random.Generator, split: str | None = "train") -> tuple[Image.Image, str]:
+    """One (image, canonical prompt) pair from the domain."""
+    counts = random_composition(rng, split)
+    return render(layout(counts, rng)), prompt_for(counts)

@@ -1,0 +1,84 @@
+"""The shapes domain and the OpenCV shapes_detector reward."""
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lasro.demo import shapes
+from lasro.rewards import RewardError, build_reward
+from lasro.rewards.shapes_detector import detect, match_score
+
+
+def test_prompts_round_trip_and_splits_are_disjoint():
+    train, test = shapes.split_prompts("train"), shapes.split_prompts("test")
+    assert len(train) + len(test) == len(shapes.all_compositions()) == 1819
+    assert not set(train) & set(test)
+    assert 0.15 < len(test) / 1819 < 0.25
+    for p in train[:50] + test[:50]:
+        assert shapes.prompt_for(shapes.parse_prompt(p)) == p
+    assert shapes.parse_prompt("a blue square and two red triangles") == Counter(
+        {("blue", "square"): 1, ("red", "triangle"): 2})
+    assert shapes.prompt_for(Counter({("red", "triangle"): 2, ("blue", "square"): 1, ("green", "circle"): 1})) == \
+        "two red triangles, a green circle and a blue square"
+
+
+def test_sample_prompts_balances_object_counts_and_is_deterministic():
+    ps = shapes.sample_prompts("test", 40, seed=3)
+    assert ps == shapes.sample_prompts("test", 40, seed=3)
+    counts = Counter(sum(shapes.parse_prompt(p).values()) for p in ps)
+    assert counts == {1: 10, 2: 10, 3: 10, 4: 10}
+    assert set(ps) <= set(shapes.split_prompts("test"))
+
+
+def test_scenes_match_their_prompt_and_stay_in_their_split():
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for _ in range(20):
+            img, prompt = shapes.sample_scene(rng, split)
+            assert img.size == (64, 64) and img.mode == "RGB"
+            assert prompt in set(shapes.split_prompts(split))
+
+
+def test_detector_exact_match_on_clean_scenes_is_at_least_98_percent():
+    rng = np.random.default_rng(123)
+    n, exact = 400, 0
+    for _ in range(n):
+        counts = shapes.random_composition(rng)
+        exact += match_score(counts, detect(shapes.render(shapes.layout(counts, rng))))[1]
+    assert exact / n >= 0.98
+
+
+def test_score_penalises_missing_wrong_and_extra_objects():
+    asked = Counter({("red", "circle"): 2})
+    assert match_score(asked, Counter({("red", "circle"): 2})) == (1.0, True)
+    assert match_score(asked, Counter({("red", "circle"): 1})) == (0.5, False)
+    assert match_score(asked, Counter({("red", "circle"): 2, ("blue", "square"): 2})) == (0.5, False)
+    assert match_score(asked, Counter({("red", "square"): 2})) == (0.0, False)
+    assert match_score(asked, Counter()) == (0.0, False)
+
+
+def test_reward_scores_images_against_prompts_with_exact_match_info():
+    rng = np.random.default_rng(5)
+    counts = Counter({("blue", "square"): 1, ("yellow", "triangle"): 2})
+    img = shapes.render(shapes.layout(counts, rng))
+    blank = Image.new("RGB", (64, 64), "white")
+    reward = build_reward("shapes_detector")
+    prompts = [shapes.prompt_for(counts), "a green circle", shapes.prompt_for(counts)]
+    out = reward([img, img, blank], prompts)
+    np.testing.assert_allclose(out.scores, [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(out.info["exact_match"], [1.0, 0.0, 0.0])
+
+
+def test_reward_rejects_prompts_outside_the_domain():
+    with pytest.raises(RewardError, match="names no shapes-domain objects"):
+        build_reward("shapes_detector")([Image.new("RGB", (64, 64))], ["a photo of a cat"])
+
+
+def test_builtin_prompt_sets_resolve_and_bad_ones_explain():
+    from lasro.prompts import resolve_prompts
+
+    assert resolve_prompts("shapes:test", "k") == shapes.split_prompts("test")
+    assert len(resolve_prompts("shapes:train:12", "k")) == 12
+    with pytest.raises(ValueError, match="shapes:train"):
+        resolve_prompts("shapes:validation", "prompts.eval")
