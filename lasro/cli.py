@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .generators.few_step import ModelLoadError
     from .rewards import RewardError
+    from .trainer import NonFiniteError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         return args.fn(args)
-    except (ConfigError, ModelLoadError, RewardError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, ModelLoadError, RewardError, CheckpointError, NonFiniteError, FileNotFoundError,
+            ValueError) as e:
         print(f"lasro: error: {e}", file=sys.stderr)
         return 2
 

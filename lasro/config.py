@@ -84,6 +84,7 @@ class AlgorithmConfig:
     reg_weight: float = 1.0  # c
     ema_decay: float = 0.99
     stop_grad_at_t1: bool = False
+    max_nonfinite_steps: int = 3  # skipped non-finite steps in a row before the run stops
 
 
 @dataclass

@@ -31,6 +31,10 @@ from .tracking import RunTracker
 log = logging.getLogger("lasro")
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients several steps in a row."""
+
+
 @contextlib.contextmanager
 def frozen(module: torch.nn.Module):
     """Let gradients flow through ``module`` to its input without touching its weights."""
@@ -102,6 +106,7 @@ class LaSROTrainer:
         self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
         self.round = 0
         self.reward_queries = 0
+        self._nonfinite = {"generator": 0, "surrogate": 0}
         self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
         self._t_start = time.time()
         self._embed_cache: dict[str, PromptEmbeds] = {}
@@ -218,9 +223,8 @@ class LaSROTrainer:
         loss = bradley_terry_loss(scores[:n].float(), scores[n:].float())
         self.sur_opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
-        if self.cfg.optim.max_grad_norm > 0:
-            self.acc.clip_grad_norm_(self.sur_ddp.parameters(), self.cfg.optim.max_grad_norm)
-        self.sur_opt.step()
+        if not self._finite_step("surrogate", self.sur_ddp.parameters(), self.sur_opt, float(loss.detach())):
+            return None
         return float(loss.detach())
 
     def train_surrogate(self, steps: int) -> float:
@@ -277,10 +281,37 @@ class LaSROTrainer:
             stats["generator/loss"] = float(loss.detach())
             for k, v in stats.items():
                 agg[k] = agg.get(k, 0.0) + v / o.gradient_accumulation_steps
-        if o.max_grad_norm > 0:
-            self.acc.clip_grad_norm_(self.unet.parameters(), o.max_grad_norm)
-        self.gen_opt.step()
+        if not self._finite_step("generator", self.unet.parameters(), self.gen_opt, agg["generator/loss"]):
+            agg["generator/skipped"] = 1.0
         return agg
+
+    def _finite_step(self, name: str, params, opt, loss: float) -> bool:
+        """Clip and step, unless the loss or gradient norm is non-finite: then skip with a warning,
+        and stop with a clear error after ``algorithm.max_nonfinite_steps`` skips in a row.
+
+        The decision uses the gradient norm after gradients are synchronised, so every process
+        makes the same one."""
+        limit = self.cfg.optim.max_grad_norm
+        norm = float(self.acc.clip_grad_norm_(params, limit if limit > 0 else float("inf")))
+        if np.isfinite(norm) and np.isfinite(loss):
+            opt.step()
+            self._nonfinite[name] = 0
+            return True
+        opt.zero_grad(set_to_none=True)
+        self._nonfinite[name] += 1
+        streak, allowed = self._nonfinite[name], self.cfg.algorithm.max_nonfinite_steps
+        log.warning("round %d: non-finite %s loss %s / gradient norm %s: step skipped (%d in a row, stop at %d)",
+                    self.round, name, loss, norm, streak, allowed)
+        if streak >= allowed:
+            found = ckpt.list_checkpoints(self.out)
+            last = found[-1] if found else None
+            raise NonFiniteError(
+                f"{streak} {name} steps in a row had a non-finite loss or gradient (last loss {loss}, "
+                f"gradient norm {norm}); stopping. Lower optim.lr / surrogate.lr_*, check the reward's "
+                f"scale, or use mixed_precision: bf16 instead of fp16. "
+                + (f"The last good checkpoint is {last}: resume with --resume latest." if last else
+                   "No checkpoint was written yet."))
+        return False
 
     # ------------------------------------------------------------ evaluation
     @torch.no_grad()
