@@ -8,6 +8,7 @@ Layout of ``checkpoints/round-000005/``:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -56,8 +57,46 @@ def _fsync_tree(path: str) -> None:
                 os.fsync(fh.fileno())
 
 
+def _digests(path: str) -> dict[str, str]:
+    """sha256 of every file in a checkpoint folder (except state.json), by relative path."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if rel == COMPLETE_MARK:
+                continue
+            h = hashlib.sha256()
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
+
+
+def verify(path: str) -> dict:
+    """Read state.json and check every file against the digests recorded at save time."""
+    state = read_state(path)
+    recorded = state.get("files")
+    if recorded is not None:
+        found = _digests(path)
+        bad = sorted(k for k in recorded if found.get(k) != recorded[k])
+        if bad:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {', '.join(bad)} "
+                                  f"{'is' if len(bad) == 1 else 'are'} missing or changed since it was saved")
+    return state
+
+
+def resume_candidates(output_dir: str, resume: str) -> list[str]:
+    """Checkpoints to try, best first: for ``latest`` every complete one newest first, else the given one."""
+    if resume == "latest":
+        return list(reversed(list_checkpoints(output_dir))) or [resolve(output_dir, resume)]
+    return [resolve(output_dir, resume)]
+
+
 def commit(output_dir: str, tmp: str, round_index: int, state: dict, total_limit: int) -> str:
-    """Write state.json last, then rename the folder into place and prune old checkpoints."""
+    """Write state.json (with file digests) last, then rename the folder into place and prune old ones."""
+    state = {**state, "files": _digests(tmp)}
     with open(os.path.join(tmp, COMPLETE_MARK), "w") as f:
         json.dump(state, f, indent=1)
     _fsync_tree(tmp)

@@ -361,19 +361,40 @@ class LaSROTrainer:
                 "noise": self.noise_gen.get_state()}
 
     def load_checkpoint(self, resume: str) -> None:
+        """Restore everything; with ``latest``, a corrupt newest checkpoint is named and the previous used."""
+        candidates = ckpt.resume_candidates(self.out, resume)
+        for i, path in enumerate(candidates):
+            try:
+                state, files = self._read_checkpoint(path)
+                break
+            except ckpt.CheckpointError as e:
+                if i + 1 == len(candidates):
+                    raise
+                log.warning("%s; resuming from the previous checkpoint %s instead", e, candidates[i + 1])
+        self._apply_checkpoint(path, state, files)
+
+    def _read_checkpoint(self, path: str) -> tuple[dict, dict]:
+        """Verify and read every file of a checkpoint before touching any state."""
+        state = ckpt.verify(path)
+        files: dict = {}
+        try:
+            files["lora"] = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
+            files["surrogate"] = load_file(os.path.join(path, "surrogate.safetensors"))
+        except Exception as e:  # noqa: BLE001
+            raise ckpt.CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+        files["optimizers"] = ckpt.torch_load(os.path.join(path, "optimizers.pt"))
+        files["buffer"] = ckpt.torch_load(os.path.join(path, "buffer.pt"))
+        files["rng"] = ckpt.torch_load(os.path.join(path, f"rng-{self.acc.process_index}.pt"))
+        return state, files
+
+    def _apply_checkpoint(self, path: str, state: dict, files: dict) -> None:
         from diffusers.utils import convert_unet_state_dict_to_peft
         from peft import set_peft_model_state_dict
 
-        path = ckpt.resolve(self.out, resume)
-        state = ckpt.read_state(path)
         if state["num_processes"] != self.acc.num_processes:
             raise ckpt.CheckpointError(f"checkpoint {path} was written by {state['num_processes']} process(es); "
                                        f"resume it with the same number (now {self.acc.num_processes})")
-        try:
-            lora = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
-            sur = load_file(os.path.join(path, "surrogate.safetensors"))
-        except Exception as e:  # noqa: BLE001
-            raise ckpt.CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+        lora, sur = files["lora"], files["surrogate"]
         lora = {k[len("unet."):]: v for k, v in lora.items() if k.startswith("unet.")}
         set_peft_model_state_dict(self.base_unet, convert_unet_state_dict_to_peft(lora), adapter_name="default")
         missing = [n for n, p in self.base_surrogate.named_parameters() if p.requires_grad and n not in sur]
@@ -383,11 +404,10 @@ class LaSROTrainer:
             for n, p in self.base_surrogate.named_parameters():
                 if n in sur:
                     p.copy_(sur[n].to(p.dtype))
-        opts = ckpt.torch_load(os.path.join(path, "optimizers.pt"))
-        self.gen_opt.load_state_dict(opts["generator"])
-        self.sur_opt.load_state_dict(opts["surrogate"])
-        self.buffer.load_state_dict(ckpt.torch_load(os.path.join(path, "buffer.pt")))
-        rng = ckpt.torch_load(os.path.join(path, f"rng-{self.acc.process_index}.pt"))
+        self.gen_opt.load_state_dict(files["optimizers"]["generator"])
+        self.sur_opt.load_state_dict(files["optimizers"]["surrogate"])
+        self.buffer.load_state_dict(files["buffer"])
+        rng = files["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])

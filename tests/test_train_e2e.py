@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from lasro.checkpoint import CheckpointError
 from lasro.cli import main
 from lasro.generators.few_step import FewStepGenerator, load_pipeline
 from lasro.trainer import LaSROTrainer
@@ -64,6 +65,7 @@ def test_cli_train_and_sample(tiny_dirs, tmp_path, capsys):
     out = tmp_path / "cli"
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(f"""
+reward: jpeg_compressibility
 model: {{pretrained: {tiny_dirs['sd']}}}
 exploration: {{samples_per_prompt: 2, prompts_per_round: 2}}
 algorithm: {{rounds: 1, pretrain_collect_rounds: 0, pretrain_surrogate_steps: 2, generator_steps: 1,
@@ -91,3 +93,20 @@ logging: {{output_dir: {out}, progress: false}}
 def test_bad_configs_give_clear_errors(args, message, capsys, tmp_path):
     assert main(["train", "--set", f"logging.output_dir={tmp_path}"] + args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_corrupt_latest_checkpoint_is_named_and_the_previous_one_used(tiny_dirs, tmp_path, caplog):
+    out = tmp_path / "run"
+    LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()  # checkpoints round-1, round-2
+    newest = out / "checkpoints" / "round-000002" / "surrogate.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-8:] = b"\x00" * 8  # same size, silently different weights: only the digest notices
+    newest.write_bytes(bytes(data))
+    longer = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"rounds": 3})
+    with pytest.raises(CheckpointError, match="round-000002 is corrupt"):  # an explicit path: no fallback
+        LaSROTrainer(longer).load_checkpoint(str(out / "checkpoints" / "round-000002"))
+    with caplog.at_level("WARNING", logger="lasro"):
+        rows = LaSROTrainer(longer).train(resume="latest")
+    assert "round-000002 is corrupt: surrogate.safetensors is missing or changed" in caplog.text
+    assert "previous checkpoint" in caplog.text and "round-000001" in caplog.text
+    assert [r["round"] for r in rows] == [2, 3]
