@@ -39,7 +39,9 @@ class ScoreHead(nn.Module):
             self.convs.append(nn.Conv2d(c, channels, 3, padding=1))
             self.norms.append(nn.GroupNorm(_groups(channels), channels))
             c = channels
-        self.out = nn.Linear(c, 1)
+        # No bias: the Bradley-Terry loss ignores a constant shift, so a bias would get only
+        # rounding-noise gradients that Adam amplifies into a random walk.
+        self.out = nn.Linear(c, 1, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
