@@ -31,6 +31,13 @@ from .tracking import RunTracker
 log = logging.getLogger("lasro")
 
 
+def _multi_process_cpu() -> bool:
+    """Launched as several processes (torchrun) on a machine without CUDA/XPU: accelerate needs
+    ``cpu=True`` to pick its gloo multi-CPU backend instead of running each process alone."""
+    xpu = hasattr(torch, "xpu") and torch.xpu.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not xpu
+
+
 class NonFiniteError(RuntimeError):
     """Training produced non-finite losses or gradients several steps in a row."""
 
@@ -75,7 +82,7 @@ class LaSROTrainer:
         from accelerate import Accelerator
 
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=_multi_process_cpu())
         self.is_main = self.acc.is_main_process
         world, rank = self.acc.num_processes, self.acc.process_index
         if cfg.exploration.prompts_per_round % world:
@@ -100,10 +107,11 @@ class LaSROTrainer:
 
         self.buffer = ReplayBuffer(cfg.buffer.capacity, cfg.buffer.recency_decay)
         self.norms = {k: EMAScoreNormalizer(cfg.algorithm.ema_decay) for k in (1, 2)}
-        # Shared RNG (same on every process) picks the round's prompts; per-process RNGs draw noise and pairs.
+        # Every draw (prompts, noises, t1, pairs) is made for the global batch by generators that are
+        # identical on every process, which then takes its contiguous shard: N processes with
+        # per-process batch b see exactly what one process with batch N*b sees.
         self.shared_rng = np.random.default_rng(cfg.seed)
-        self.local_rng = np.random.default_rng([cfg.seed, rank])
-        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000)
         self.round = 0
         self.reward_queries = 0
         self._nonfinite = {"generator": 0, "surrogate": 0}
@@ -122,8 +130,19 @@ class LaSROTrainer:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
+    def _shard(self, local_size: int) -> slice:
+        """This process's contiguous part of a global batch of ``local_size * num_processes``."""
+        i = self.acc.process_index
+        return slice(i * local_size, (i + 1) * local_size)
+
     def _randn(self, shape) -> torch.Tensor:
-        return torch.randn(shape, generator=self.noise_gen).to(self.acc.device)
+        """Standard normal noise of a local ``shape``, cut from the global draw."""
+        world = (shape[0] * self.acc.num_processes,) + tuple(shape[1:])
+        return torch.randn(world, generator=self.noise_gen)[self._shard(shape[0])].to(self.acc.device)
+
+    def _integers(self, low: int, high: int, size: int) -> np.ndarray:
+        """Local ``size`` integers in [low, high), cut from the global draw."""
+        return self.shared_rng.integers(low, high, size=size * self.acc.num_processes)[self._shard(size)]
 
     def embeds(self, prompts: list[str]) -> PromptEmbeds:
         missing = sorted({p for p in prompts if p not in self._embed_cache})
@@ -163,7 +182,8 @@ class LaSROTrainer:
         ex = cfg.exploration
         chosen = self.shared_rng.choice(len(self.train_prompts), size=ex.prompts_per_round,
                                         replace=ex.prompts_per_round > len(self.train_prompts))
-        local = [self.train_prompts[i] for i in chosen[acc.process_index::acc.num_processes]]
+        chosen_prompts = [self.train_prompts[i] for i in chosen]
+        local = chosen_prompts[self._shard(ex.prompts_per_round // acc.num_processes)]
         prompts = [p for p in local for _ in range(ex.samples_per_prompt)]
         n = len(prompts)
         noise = self._randn(self.gen.latent_shape(n))
@@ -171,22 +191,20 @@ class LaSROTrainer:
         t1 = None
         if ex.t1_range is not None and eps is not None:
             lo, hi = ex.t1_range
-            t1 = torch.from_numpy(self.local_rng.integers(lo, hi + 1, size=n))
+            t1 = torch.from_numpy(self._integers(lo, hi + 1, n))
         outs = self.gen.sample(self.base_unet, noise, self.embeds(prompts), renoise=eps, t1=t1)
         if ex.perturb_std > 0:
             mask = (torch.arange(n, device=noise.device) % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             outs = [x + ex.perturb_std * mask * self._randn(x.shape).to(x.dtype) for x in outs]
-        latents = torch.cat(outs)
-        all_prompts = prompts * len(outs)
-        steps = np.repeat(np.arange(1, len(outs) + 1), n)
-        rewards = self._score_latents(latents, all_prompts, steps)[1].scores
-        # Gather everything so every process holds the same buffer.
-        from accelerate.utils import gather_object
-
-        latents = acc.gather(latents.float().contiguous()).cpu()
-        rewards = acc.gather(torch.from_numpy(rewards).to(acc.device)).cpu().numpy()
-        steps = acc.gather(torch.from_numpy(steps).to(acc.device)).cpu().numpy()
-        all_prompts = gather_object(all_prompts) if acc.num_processes > 1 else all_prompts
+        k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
+        local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
+        # Gather step by step, so every process holds the same buffer in the order one process would.
+        latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
+        rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
+                             for r in np.split(local_rewards, len(outs))]).numpy()
+        global_prompts = [p for p in chosen_prompts for _ in range(ex.samples_per_prompt)]
+        all_prompts = global_prompts * len(outs)
+        steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
         self.reward_queries += len(rewards)
         accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
         self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
@@ -213,9 +231,10 @@ class LaSROTrainer:
     # ------------------------------------------------------------- surrogate
     def surrogate_step(self) -> float | None:
         n = self.cfg.surrogate.batch_pairs
-        win, lose = self.buffer.sample_pairs(n, self.local_rng, self.cfg.surrogate.margin)
+        win, lose = self.buffer.sample_pairs(n * self.acc.num_processes, self.shared_rng, self.cfg.surrogate.margin)
         if len(win) == 0:
             return None  # identical on every process: the buffers are the same
+        win, lose = win[self._shard(n)], lose[self._shard(n)]
         lat, prompts, steps = self.buffer.gather(np.concatenate([win, lose]))
         self.sur_ddp.train()
         with self.acc.autocast():
@@ -273,7 +292,7 @@ class LaSROTrainer:
         self.gen_opt.zero_grad(set_to_none=True)
         agg: dict[str, float] = {}
         for micro in range(o.gradient_accumulation_steps):
-            idx = self.local_rng.integers(0, len(self.train_prompts), size=o.batch_size)
+            idx = self._integers(0, len(self.train_prompts), o.batch_size)
             sync = micro == o.gradient_accumulation_steps - 1
             with contextlib.nullcontext() if sync else self.acc.no_sync(self.unet):
                 loss, stats = self.generator_loss([self.train_prompts[i] for i in idx])
@@ -357,8 +376,7 @@ class LaSROTrainer:
 
     def _rng_state(self) -> dict:
         return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "shared": self.shared_rng.bit_generator.state, "local": self.local_rng.bit_generator.state,
-                "noise": self.noise_gen.get_state()}
+                "shared": self.shared_rng.bit_generator.state, "noise": self.noise_gen.get_state()}
 
     def load_checkpoint(self, resume: str) -> None:
         """Restore everything; with ``latest``, a corrupt newest checkpoint is named and the previous used."""
@@ -412,7 +430,6 @@ class LaSROTrainer:
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         self.shared_rng.bit_generator.state = rng["shared"]
-        self.local_rng.bit_generator.state = rng["local"]
         self.noise_gen.set_state(rng["noise"])
         for k, v in state["normalizers"].items():
             self.norms[int(k)].load_state_dict(v)
