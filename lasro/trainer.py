@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import time
 
 import numpy as np
@@ -349,8 +350,24 @@ class LaSROTrainer:
 
     # ----------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> str | None:
-        """All processes enter (wait_for_everyone); the main process writes atomically."""
+        """All processes enter (wait_for_everyone); the main process writes atomically.
+
+        A failed write (e.g. a full disk) removes the partial folder and raises a CheckpointError
+        that names the previous, intact checkpoint."""
         self.acc.wait_for_everyone()
+        try:
+            path = self._write_checkpoint()
+        except OSError as e:
+            shutil.rmtree(ckpt.tmp_dir(self.out, self.round), ignore_errors=True)
+            found = ckpt.list_checkpoints(self.out)
+            raise ckpt.CheckpointError(
+                f"could not write the round-{self.round} checkpoint under {ckpt.checkpoint_dir(self.out)}: {e}. "
+                + (f"The previous checkpoint {found[-1]} is intact: free space, then resume with --resume latest."
+                   if found else "No earlier checkpoint exists.")) from e
+        self.acc.wait_for_everyone()
+        return path
+
+    def _write_checkpoint(self) -> str | None:
         path = None
         rank = self.acc.process_index
         tmp = ckpt.tmp_dir(self.out, self.round)
@@ -371,7 +388,6 @@ class LaSROTrainer:
                      "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
                      "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
             path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
-        self.acc.wait_for_everyone()
         return path
 
     def _rng_state(self) -> dict:

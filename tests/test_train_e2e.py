@@ -110,3 +110,28 @@ def test_corrupt_latest_checkpoint_is_named_and_the_previous_one_used(tiny_dirs,
     assert "round-000002 is corrupt: surrogate.safetensors is missing or changed" in caplog.text
     assert "previous checkpoint" in caplog.text and "round-000001" in caplog.text
     assert [r["round"] for r in rows] == [2, 3]
+
+
+def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_dirs, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "run"
+    trainer = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"]))
+    trainer.collect(0)
+    first = trainer.save_checkpoint()
+    before = {f: open(os.path.join(first, f), "rb").read() for f in ("state.json", "buffer.pt")}
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        if str(f).endswith("buffer.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    trainer.round = 1
+    with pytest.raises(CheckpointError, match=r"No space left on device.*round-000000 is intact.*--resume latest"):
+        trainer.save_checkpoint()
+    assert sorted(os.listdir(out / "checkpoints")) == ["round-000000"]  # no partial folder left
+    assert {f: open(os.path.join(first, f), "rb").read() for f in before} == before
+    monkeypatch.setattr(torch, "save", real_save)
+    assert LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).load_checkpoint("latest") is None
