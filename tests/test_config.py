@@ -40,3 +40,15 @@ def test_missing_file_and_bad_set():
         load_config("nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["optim.lr"])
+
+
+def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
+    from lasro.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {lr: 1e-5}\nsurrogate: {lr_head: 3E-4}\n")
+    cfg = load_config(str(path))
+    assert cfg.optim.lr == 1e-5 and cfg.surrogate.lr_head == 3e-4
+    path.write_text("optim: {lr: fast}\n")
+    with pytest.raises(ConfigError, match="optim.lr: expected a number, got str 'fast'"):
+        load_config(str(path))
