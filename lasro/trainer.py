@@ -30,6 +30,7 @@ from .surrogate import LatentSurrogate, bradley_terry_loss
 from .tracking import RunTracker
 
 log = logging.getLogger("lasro")
+GRID_MAX_ROWS = 16  # eval grids show at most this many prompts (rows)
 
 
 def _multi_process_cpu() -> bool:
@@ -344,8 +345,10 @@ class LaSROTrainer:
         metrics, images = evaluate_generator(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
                                              steps=self.steps_1_2, unet=self.base_unet, chunk=self._chunk,
                                              autocast=self.acc.autocast)
+        rows = min(len(self.eval_prompts), GRID_MAX_ROWS)  # the first prompts x every seed
         for k, ims in images.items():
-            self.tracker.log_grid(f"eval_{k}step", ims, rows=len(self.eval_prompts), round_index=round_index)
+            self.tracker.log_grid(f"eval_{k}step", ims[:rows * cfg.prompts.eval_seeds], rows=rows,
+                                  round_index=round_index)
         return {f"eval/{k}": v for k, v in metrics.items()}
 
     # ----------------------------------------------------------- checkpoints
