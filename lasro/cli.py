@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
     e.add_argument("--reward", default="shapes_detector", help="registered reward name or module.Class")
     e.add_argument("--prompts", default="shapes:test",
-                   help="prompt file, or shapes:train / shapes:test / shapes:test:N (default: all test prompts)")
+                   help="prompt file, or shapes:train / shapes:test / shapes:test:N (N distinct test prompts, balanced "
+                        "over object counts); default: all 345 test prompts")
     e.add_argument("--seeds", type=int, default=1, help="samples per prompt")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, nargs="+", default=[1, 2], choices=[1, 2])

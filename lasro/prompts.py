@@ -1,5 +1,6 @@
 """Prompt sets: a list in the config, a text file with one prompt per line, or a built-in
-domain split such as ``shapes:test`` / ``shapes:test:64`` (the first 64 of a fixed shuffle)."""
+domain split such as ``shapes:test`` / ``shapes:test:64`` (64 distinct prompts, object counts
+as evenly represented as the split allows)."""
 from __future__ import annotations
 
 import os
@@ -13,14 +14,14 @@ def _builtin(spec: str, key: str) -> list[str]:
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[1] not in ("train", "test"):
         raise ValueError(f"{key}: {spec!r} is not a prompt set; use 'shapes:train', 'shapes:test' or "
-                         "'shapes:test:N' (N prompts with object counts 1-4 equally represented)")
+                         "'shapes:test:N' (N distinct prompts, object counts 1-4 balanced)")
     if len(parts) == 2:
         return shapes.split_prompts(parts[1])
     try:
         n = int(parts[2])
     except ValueError:
         raise ValueError(f"{key}: {spec!r}: the count after the split must be an integer") from None
-    return shapes.sample_prompts(parts[1], n, seed=0)
+    return shapes.balanced_prompts(parts[1], n, seed=0)
 
 
 def resolve_prompts(spec: list[str] | str, key: str) -> list[str]:

@@ -196,7 +196,8 @@ class LaSROTrainer:
             t1 = torch.from_numpy(self._integers(lo, hi + 1, n))
         outs = self.gen.sample(self.base_unet, noise, self.embeds(prompts), renoise=eps, t1=t1)
         if ex.perturb_std > 0:
-            mask = (torch.arange(n, device=noise.device) % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
+            global_index = torch.arange(n, device=noise.device) + acc.process_index * n
+            mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             outs = [x + ex.perturb_std * mask * self._randn(x.shape).to(x.dtype) for x in outs]
         k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
         local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
@@ -250,7 +251,7 @@ class LaSROTrainer:
 
     def train_surrogate(self, steps: int) -> float:
         losses = [l for l in (self.surrogate_step() for _ in range(steps)) if l is not None]
-        if steps and not losses:
+        if steps and not losses and not self._nonfinite["surrogate"]:
             log.warning("no surrogate step: the buffer holds no same-prompt pair with different rewards "
                         "(is the reward constant?)")
         return float(np.mean(losses)) if losses else float("nan")
@@ -310,15 +311,22 @@ class LaSROTrainer:
         """Clip and step, unless the loss or gradient norm is non-finite: then skip with a warning,
         and stop with a clear error after ``algorithm.max_nonfinite_steps`` skips in a row.
 
-        The decision uses the gradient norm after gradients are synchronised, so every process
-        makes the same one."""
+        The decision is the same on every process: the gradient norm is taken after gradients are
+        synchronised and the loss check is combined over processes. Under fp16 the GradScaler
+        owns overflowing gradients: it skips the update and lowers its scale; only a non-finite
+        loss counts then."""
         limit = self.cfg.optim.max_grad_norm
         norm = float(self.acc.clip_grad_norm_(params, limit if limit > 0 else float("inf")))
-        if np.isfinite(norm) and np.isfinite(loss):
+        loss_ok = bool(self.acc.gather(torch.tensor([float(np.isfinite(loss))], device=self.acc.device)).min() > 0)
+        scaler = getattr(self.acc, "scaler", None)
+        if loss_ok and (np.isfinite(norm) or scaler is not None):
             opt.step()
             self._nonfinite[name] = 0
             return True
-        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            opt.step()  # lets the scaler skip the step and update its scale
+        else:
+            opt.zero_grad(set_to_none=True)
         self._nonfinite[name] += 1
         streak, allowed = self._nonfinite[name], self.cfg.algorithm.max_nonfinite_steps
         log.warning("round %d: non-finite %s loss %s / gradient norm %s: step skipped (%d in a row, stop at %d)",
@@ -359,19 +367,25 @@ class LaSROTrainer:
         that names the previous, intact checkpoint."""
         self.acc.wait_for_everyone()
         try:
-            path = self._write_checkpoint()
-        except OSError as e:
+            tmp = self._write_checkpoint_files()
+        except Exception as e:  # noqa: BLE001 - torch.save raises RuntimeError, safetensors its own error
             shutil.rmtree(ckpt.tmp_dir(self.out, self.round), ignore_errors=True)
             found = ckpt.list_checkpoints(self.out)
             raise ckpt.CheckpointError(
                 f"could not write the round-{self.round} checkpoint under {ckpt.checkpoint_dir(self.out)}: {e}. "
                 + (f"The previous checkpoint {found[-1]} is intact: free space, then resume with --resume latest."
                    if found else "No earlier checkpoint exists.")) from e
+        path = None
+        if self.is_main:
+            state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
+                     "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
+                     "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
+            path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
         self.acc.wait_for_everyone()
         return path
 
-    def _write_checkpoint(self) -> str | None:
-        path = None
+    def _write_checkpoint_files(self) -> str:
+        """Every file but state.json, into the temporary folder; returns it."""
         rank = self.acc.process_index
         tmp = ckpt.tmp_dir(self.out, self.round)
         if self.is_main:
@@ -386,12 +400,7 @@ class LaSROTrainer:
         self.acc.wait_for_everyone()
         torch.save(self._rng_state(), os.path.join(tmp, f"rng-{rank}.pt"))
         self.acc.wait_for_everyone()
-        if self.is_main:
-            state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
-                     "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
-                     "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
-            path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
-        return path
+        return tmp
 
     def _rng_state(self) -> dict:
         return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),

@@ -49,13 +49,21 @@ def test_build_writes_a_pipeline_that_lasro_and_diffusers_load(smoke_build):
     assert type(pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
 
 
-def test_rerun_resumes_from_the_stage_cache_and_reproduces_the_weights(smoke_build, tmp_path, caplog):
+def test_work_folder_of_other_settings_is_refused(smoke_build, tmp_path):
+    root, spec, _ = smoke_build
+    with pytest.raises(ValueError, match="other settings \\(scale differ\\)"):
+        build(str(tmp_path / "x"), str(root / "work"), BuildSpec(scale=0.005, eval_prompts=8))
+
+
+def test_interrupted_build_resumes_from_the_stage_cache_and_reproduces_the_weights(smoke_build, tmp_path, caplog):
     from safetensors.torch import load_file
 
     root, spec, _ = smoke_build
+    for stage in ("pairs", "student"):  # as if the build had been killed after the teacher stage
+        os.remove(root / "work" / f"{stage}.pt")
     with caplog.at_level("INFO", logger="lasro.demo"):
         build(str(tmp_path / "again"), str(root / "work"), spec)
-    assert "stage student: reusing" in caplog.text
+    assert "stage teacher: reusing" in caplog.text and "stage student done" in caplog.text
     a = load_file(str(root / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(tmp_path / "again" / "unet" / "diffusion_pytorch_model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

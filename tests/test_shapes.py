@@ -31,6 +31,17 @@ def test_sample_prompts_balances_object_counts_and_is_deterministic():
     assert set(ps) <= set(shapes.split_prompts("test"))
 
 
+def test_balanced_prompts_are_distinct_and_spread_over_object_counts():
+    ps = shapes.balanced_prompts("test", 64)
+    assert len(set(ps)) == 64 and ps == shapes.balanced_prompts("test", 64)
+    counts = Counter(sum(shapes.parse_prompt(p).values()) for p in ps)
+    sizes = Counter(sum(shapes.parse_prompt(p).values()) for p in shapes.split_prompts("test"))
+    # every object count gets its whole group or an equal share (the test split has 1 single-object prompt)
+    assert all(counts[k] == sizes[k] or counts[k] >= max(counts.values()) - 1 for k in sizes)
+    assert counts[1] == sizes[1] == 1
+    assert len(shapes.balanced_prompts("test", 10_000)) == len(shapes.split_prompts("test"))
+
+
 def test_scenes_match_their_prompt_and_stay_in_their_split():
     rng = np.random.default_rng(0)
     for split in ("train", "test"):

@@ -360,6 +360,23 @@ def _cached(work: str, name: str, fn):
     return out
 
 
+def _claim_work_folder(work: str, spec: BuildSpec) -> None:
+    """The stage cache belongs to one BuildSpec; reusing it with other settings would mix builds."""
+    os.makedirs(work, exist_ok=True)
+    path = os.path.join(work, "spec.json")
+    mine = json.loads(json.dumps(asdict(spec)))
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            theirs = json.load(f)
+        if theirs != mine:
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"work folder {work!r} holds stages of a build with other settings ({', '.join(changed)} "
+                             "differ); pass another --work folder or delete this one")
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(mine, f, indent=1)
+
+
 def assemble_pipeline(vae, te1, te2, tokenizer, unet):
     from diffusers import StableDiffusionXLPipeline
 
@@ -375,7 +392,7 @@ def build(out: str, work: str, spec: BuildSpec) -> dict:
     from lasro.rewards import build_reward
     from lasro.tracking import image_grid
 
-    os.makedirs(work, exist_ok=True)
+    _claim_work_folder(work, spec)
     torch.manual_seed(spec.seed)
     rng = lambda k: np.random.default_rng([spec.seed, k])  # noqa: E731  (one stream per stage, so a
     gen = lambda k: torch.Generator().manual_seed(spec.seed * 1000 + k)  # noqa: E731  resumed build matches)

@@ -95,13 +95,32 @@ def split_prompts(split: str) -> list[str]:
 
 
 def sample_prompts(split: str, n: int, seed: int) -> list[str]:
-    """n prompts drawn from a split so that object counts 1-4 are equally represented."""
+    """n prompts drawn with replacement, object counts 1-4 equally often (the demo build's training draw).
+
+    Small groups repeat (the test split has one single-object prompt); for evaluation sets use
+    ``balanced_prompts``."""
     rng = np.random.default_rng(seed)
     by_count: dict[int, list[str]] = {}
     for p in split_prompts(split):
         by_count.setdefault(sum(parse_prompt(p).values()), []).append(p)
     sizes = sorted(by_count)
     return [by_count[s][rng.integers(len(by_count[s]))] for s in (sizes[i % len(sizes)] for i in range(n))]
+
+
+def balanced_prompts(split: str, n: int, seed: int = 0) -> list[str]:
+    """n distinct prompts of a split (fewer if it has fewer), taken round-robin over object counts
+    1-4 from a fixed shuffle, so every count is represented as evenly as the split allows."""
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[str]] = {}
+    for p in split_prompts(split):
+        groups.setdefault(sum(parse_prompt(p).values()), []).append(p)
+    queues = [list(rng.permutation(groups[k])) for k in sorted(groups)]
+    out: list[str] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(str(q.pop(0)))
+    return out
 
 
 @dataclass
