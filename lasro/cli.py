@@ -130,6 +130,22 @@ def cmd_demo_build(args) -> int:
     return 0
 
 
+def cmd_serve_reward(args) -> int:
+    from .rewards.remote import make_server
+
+    spec = {"name": args.name, "kwargs": json.loads(args.kwargs)} if args.kwargs else args.name
+    server = make_server(spec, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving reward {args.name!r} on http://{host}:{port}/ (POST JSON; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_rewards(args) -> int:
     from .rewards import list_rewards
 
@@ -201,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--seed", type=int, default=0)
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
+
+    sr = sub.add_parser("serve-reward", help="serve a registered reward over HTTP (for the 'remote' reward)",
+                        description="Serve any registered reward (or module:attr) over HTTP, JSON + base64 PNG. "
+                                    "Clients: reward: {name: remote, kwargs: {url: http://HOST:PORT/}}.")
+    sr.add_argument("name", help="registered reward name or package.module:attr")
+    sr.add_argument("--kwargs", help="JSON object of keyword arguments for the reward")
+    sr.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    sr.add_argument("--port", type=int, default=8000)
+    sr.set_defaults(fn=cmd_serve_reward)
 
     r = sub.add_parser("rewards", help="list registered rewards")
     r.set_defaults(fn=cmd_rewards)

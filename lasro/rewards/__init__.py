@@ -5,6 +5,7 @@ from lasro.rewards.registry import build_reward, list_rewards, register_reward
 from lasro.rewards.weighted import WeightedReward
 from lasro.rewards import jpeg as _jpeg  # noqa: F401  (registers the jpeg_* rewards)
 from lasro.rewards import shapes_detector as _shapes  # noqa: F401  (registers shapes_detector)
+from lasro.rewards import remote as _remote  # noqa: F401  (registers remote)
 
 __all__ = [
     "Reward",
