@@ -52,6 +52,8 @@ class BuildSpec:
     vae_batch: int = 32
     vae_lr: float = 1e-3
     unet_channels: tuple[int, ...] = (32, 64, 128)
+    attention_head_channels: int = 32  # channels per attention head (heads = block channels / this)
+    min_snr_gamma: float = 5.0  # min-SNR loss weighting: focus the teacher on the noisy steps that set layout
     teacher_steps: int = 3000
     teacher_batch: int = 64
     teacher_lr: float = 5e-4
@@ -133,7 +135,8 @@ def build_models(spec: BuildSpec, tokenizer):
         sample_size=shapes.IMAGE_SIZE // 2 ** (len(c) - 1), in_channels=4, out_channels=4, block_out_channels=u,
         layers_per_block=1, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",), cross_attention_dim=2 * h,
-        attention_head_dim=16, transformer_layers_per_block=1, use_linear_projection=True, norm_num_groups=16,
+        attention_head_dim=tuple(max(1, ch // spec.attention_head_channels) for ch in u),  # = heads (diffusers)
+        transformer_layers_per_block=1, use_linear_projection=True, norm_num_groups=16,
         addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=h + 6 * 8,
     )
     return vae, te1, te2, unet
@@ -252,7 +255,9 @@ def stage_teacher(spec: BuildSpec, unet, te1, te2, tokenizer, latents, prompts, 
         ab = alphas_cumprod[t].view(-1, 1, 1, 1)
         z = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         pred = unet(z, t, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
-        loss = F.mse_loss(pred, noise)
+        snr = (ab / (1 - ab)).view(-1)
+        weight = snr.clamp(max=spec.min_snr_gamma) / snr  # min-SNR-gamma for epsilon prediction
+        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -312,6 +317,24 @@ def stage_pairs(spec: BuildSpec, teacher, te1, te2, tokenizer, generator, alphas
         x2s.append(x2)
     log.info("pairs %d teacher samples (%.0f s)", n, time.time() - start)
     return {"prompts": prompts, "noise": noise, "renoise": renoise, "x1": torch.cat(x1s), "x2": torch.cat(x2s)}
+
+
+@torch.no_grad()
+def evaluate_teacher(spec: BuildSpec, teacher, te1, te2, tokenizer, generator, reward, prompts, alphas_cumprod):
+    """The multi-step teacher's detector figures (same noises as the student's evaluation)."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(generator.latent_shape(len(prompts)), generator=g)
+    uh, ua = encode_text(te1, te2, _tokenize(tokenizer, [""]))
+    scale = generator._start_noise_scale(generator.timesteps[0])
+    scores, exact = [], []
+    for i in range(0, len(prompts), 256):
+        hidden, added = encode_text(te1, te2, _tokenize(tokenizer, prompts[i:i + 256]))
+        x = teacher_sample(teacher, noise[i:i + 256] * scale, 999, hidden, added, uh, ua, spec, alphas_cumprod)
+        out = reward(generator.decode(x), prompts[i:i + 256])
+        scores.append(out.scores)
+        exact.append(out.info["exact_match"])
+    return {"reward_mean": float(np.mean(np.concatenate(scores))),
+            "exact_match_mean": float(np.mean(np.concatenate(exact)))}
 
 
 def stage_student(spec: BuildSpec, generator, pairs, gen):
@@ -422,6 +445,12 @@ def build(out: str, work: str, spec: BuildSpec) -> dict:
     teacher = copy.deepcopy(unet)
 
     generator = FewStepGenerator(assemble_pipeline(vae, te1, te2, tokenizer, unet))
+    reward = build_reward("shapes_detector")
+    test_prompts = shapes.sample_prompts("test", spec.count(spec.eval_prompts, 8), seed=1234)
+    teacher_figures = evaluate_teacher(spec, teacher, te1, te2, tokenizer, generator, reward, test_prompts,
+                                       alphas_cumprod)
+    log.info("teacher (DDIM %d steps, CFG %.1f) on %d test prompts: %s", spec.teacher_sampling_steps,
+             spec.guidance, len(test_prompts), json.dumps(teacher_figures))
     pairs = _cached(work, "pairs", lambda: stage_pairs(spec, teacher, te1, te2, tokenizer, generator,
                                                        alphas_cumprod, gen(4), rng(4)))
 
@@ -434,8 +463,6 @@ def build(out: str, work: str, spec: BuildSpec) -> dict:
 
     os.makedirs(out, exist_ok=True)
     generator.pipe.save_pretrained(out)
-    reward = build_reward("shapes_detector")
-    test_prompts = shapes.sample_prompts("test", spec.count(spec.eval_prompts, 8), seed=1234)
     loaded = FewStepGenerator.from_pretrained(out)
     figures, images = evaluate_generator(loaded, reward, test_prompts, seed=0, steps=(1, 2))
     image_grid(images[2][:64], rows=8).save(os.path.join(out, "samples_2step.png"))
@@ -446,6 +473,7 @@ def build(out: str, work: str, spec: BuildSpec) -> dict:
         "minutes": round((time.time() - started) / 60, 1),
         "test_prompts": len(test_prompts),
         "eval": figures,
+        "teacher_eval": teacher_figures,
         "torch": torch.__version__,
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),
