@@ -86,6 +86,9 @@ class AlgorithmConfig:
     ema_decay: float = 0.99
     stop_grad_at_t1: bool = False
     max_nonfinite_steps: int = 3  # skipped non-finite steps in a row before the run stops
+    # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
+    # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
+    min_pair_accuracy: float = 0.0
 
 
 @dataclass

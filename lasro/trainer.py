@@ -117,6 +117,7 @@ class LaSROTrainer:
         self.round = 0
         self.reward_queries = 0
         self._nonfinite = {"generator": 0, "surrogate": 0}
+        self.last_pair_accuracy = float("nan")
         self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
         self._t_start = time.time()
         self._embed_cache: dict[str, PromptEmbeds] = {}
@@ -210,6 +211,7 @@ class LaSROTrainer:
         steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
         self.reward_queries += len(rewards)
         accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
+        self.last_pair_accuracy = accuracy
         self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
         stats = {"surrogate/pair_accuracy": accuracy, "train/reward_mean": float(np.mean(rewards))}
         for k in np.unique(steps):
@@ -230,6 +232,12 @@ class LaSROTrainer:
                     prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk])).float().cpu())
         s = torch.cat(scores).numpy()
         return float(np.mean(s[win] > s[lose]))
+
+    def _surrogate_trusted(self) -> bool:
+        """Whether the latest held-out pair accuracy clears ``algorithm.min_pair_accuracy``; the surrogate
+        is measured on each collection before it trains on it, so this is never a training-set figure."""
+        floor = self.cfg.algorithm.min_pair_accuracy
+        return floor <= 0 or (np.isfinite(self.last_pair_accuracy) and self.last_pair_accuracy >= floor)
 
     # ------------------------------------------------------------- surrogate
     def surrogate_step(self) -> float | None:
@@ -378,6 +386,7 @@ class LaSROTrainer:
         path = None
         if self.is_main:
             state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
+                     "last_pair_accuracy": self.last_pair_accuracy,
                      "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
                      "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
             path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
@@ -462,6 +471,7 @@ class LaSROTrainer:
         for k, v in state["normalizers"].items():
             self.norms[int(k)].load_state_dict(v)
         self.round, self.reward_queries = state["round"], state["reward_queries"]
+        self.last_pair_accuracy = float(state.get("last_pair_accuracy", float("nan")))
         self.elapsed, self._t_start = state["elapsed"], time.time()
         self.tracker.truncate_after(self.round)
         log.info("resumed from %s (round %d, %d reward queries)", path, self.round, self.reward_queries)
@@ -498,9 +508,14 @@ class LaSROTrainer:
         for r in bar:
             self.round = r
             gen_stats: dict[str, float] = {}
-            for _ in range(a.generator_steps):
-                for k, v in self.generator_step().items():
-                    gen_stats[k] = gen_stats.get(k, 0.0) + v / a.generator_steps
+            if self._surrogate_trusted():
+                for _ in range(a.generator_steps):
+                    for k, v in self.generator_step().items():
+                        gen_stats[k] = gen_stats.get(k, 0.0) + v / a.generator_steps
+            else:
+                gen_stats["generator/gated"] = 1.0
+                log.info("round %d: surrogate pair accuracy %.3f < algorithm.min_pair_accuracy %.3f: generator "
+                         "steps skipped, surrogate keeps training", r, self.last_pair_accuracy, a.min_pair_accuracy)
             stats = {**gen_stats, **self.collect(r)}
             stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
             if r % cfg.logging.eval_every == 0 or r == a.rounds:

@@ -136,3 +136,13 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_dirs, tmp_pa
     assert {f: open(os.path.join(first, f), "rb").read() for f in before} == before
     monkeypatch.setattr(torch, "save", real_save)
     assert LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).load_checkpoint("latest") is None
+
+
+def test_generator_waits_while_the_surrogate_is_not_trusted(tiny_dirs, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"min_pair_accuracy": 1.01})
+    trainer = LaSROTrainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.base_unet.named_parameters() if "lora_" in n}
+    rows = trainer.train()
+    assert [r.get("generator/gated") for r in rows[1:]] == [1.0, 1.0]
+    assert all(torch.equal(before[n], p) for n, p in trainer.base_unet.named_parameters() if "lora_" in n)
+    assert rows[-1]["reward_queries"] > rows[0]["reward_queries"]  # the surrogate still learns from new data
