@@ -59,6 +59,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _place_and_load_lora(gen, args):
+    """Move the generator to --device (default: CUDA when present) and apply --lora if given."""
+    import torch
+
+    gen.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.lora:
+        if not os.path.exists(args.lora):
+            raise FileNotFoundError(f"--lora {args.lora!r} not found (a folder with pytorch_lora_weights.safetensors)")
+        gen.pipe.load_lora_weights(args.lora)
+    return gen
+
+
 def cmd_sample(args) -> int:
     import torch
 
@@ -69,13 +81,7 @@ def cmd_sample(args) -> int:
         model_cfg = load_config(args.config, args.set).model
     else:
         model_cfg = ModelConfig(pretrained=args.model, dtype=args.dtype)
-    gen = FewStepGenerator.from_config(model_cfg)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    gen.to(device)
-    if args.lora:
-        if not os.path.exists(args.lora):
-            raise FileNotFoundError(f"--lora {args.lora!r} not found (a folder with pytorch_lora_weights.safetensors)")
-        gen.pipe.load_lora_weights(args.lora)
+    gen = _place_and_load_lora(FewStepGenerator.from_config(model_cfg), args)
     prompts = list(args.prompt or [])
     if args.prompts_file:
         from .prompts import resolve_prompts
@@ -101,19 +107,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import torch
-
     from .evaluation import evaluate_generator
     from .generators.few_step import FewStepGenerator
     from .prompts import resolve_prompts
     from .rewards import build_reward
 
-    gen = FewStepGenerator.from_pretrained(args.model, dtype=args.dtype)
-    gen.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.lora:
-        if not os.path.exists(args.lora):
-            raise FileNotFoundError(f"--lora {args.lora!r} not found (a folder with pytorch_lora_weights.safetensors)")
-        gen.pipe.load_lora_weights(args.lora)
+    gen = _place_and_load_lora(FewStepGenerator.from_pretrained(args.model, dtype=args.dtype), args)
     prompts = resolve_prompts(args.prompts, "--prompts")
     prompts = [p for p in prompts for _ in range(args.seeds)]
     metrics, _ = evaluate_generator(gen, build_reward(args.reward), prompts, seed=args.seed, steps=args.steps)
