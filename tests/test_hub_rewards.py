@@ -237,6 +237,15 @@ def test_hpsv2_folder_without_checkpoint_names_the_file(tmp_path, clip_parts):
         HPSv21(pretrained=str(tmp_path), processor=clip_parts[1], device="cpu")
 
 
+def test_checkpoints_with_pickled_objects_are_refused(tmp_path, clip_parts, clip_tokenizer):
+    import argparse
+
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "HPS_v2_compressed.pt")
+    with pytest.raises(RewardError, match="weights_only=True.*safetensors"):
+        HPSv2(pretrained=str(tmp_path), clip_config=_clip_config(clip_tokenizer), processor=clip_parts[1],
+              device="cpu")
+
+
 # --- LAION aesthetic -----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ a local copy, because reward models are usually needed on machines without hub a
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any, Callable, TypeVar
 
 from lasro.rewards.base import RewardError
@@ -90,4 +91,9 @@ def load_state_dict_file(path: str) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RewardError(f"{path} holds objects other than tensors, so it was not unpickled (lasro loads "
+                          "checkpoints with weights_only=True). If you trust the file, re-save its state dict "
+                          "with safetensors and point the reward at that .safetensors file") from e
