@@ -110,12 +110,13 @@ def cmd_eval(args) -> int:
     from .evaluation import evaluate_generator
     from .generators.few_step import FewStepGenerator
     from .prompts import resolve_prompts
-    from .rewards import build_reward
+    from .rewards import build_judges, build_reward
 
     gen = _place_and_load_lora(FewStepGenerator.from_pretrained(args.model, dtype=args.dtype), args)
     prompts = resolve_prompts(args.prompts, "--prompts")
     prompts = [p for p in prompts for _ in range(args.seeds)]
-    metrics, _ = evaluate_generator(gen, build_reward(args.reward), prompts, seed=args.seed, steps=args.steps)
+    metrics, _ = evaluate_generator(gen, build_reward(args.reward), prompts, seed=args.seed, steps=args.steps,
+                                    judges=build_judges(args.judge or []))
     print(json.dumps({"model": args.model, "lora": args.lora, "reward": args.reward, "prompts": args.prompts,
                       "samples": len(prompts), "seed": args.seed, **metrics}))
     return 0
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="demo:shapes", help="hub id, local folder or demo:shapes")
     e.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
     e.add_argument("--reward", default="shapes_detector", help="registered reward name or module.Class")
+    e.add_argument("--judge", action="append", metavar="REWARD",
+                   help="another reward scored on the same samples, reported as REWARD/reward_Kstep_mean (repeatable)")
     e.add_argument("--prompts", default="shapes:test",
                    help="prompt file, or shapes:train / shapes:test / shapes:test:N (N distinct test prompts, balanced "
                         "over object counts); default: all 345 test prompts")

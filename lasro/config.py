@@ -123,6 +123,9 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     reward: Any = "shapes_detector"  # name, dotted path, {name, kwargs} or a weighted list
+    # Held-out judges: other rewards scored on the evaluation samples only (never trained on), so
+    # over-optimisation of `reward` shows. Each item: a name, dotted path or {name, kwargs}.
+    eval_rewards: list[Any] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)

@@ -25,7 +25,7 @@ from .config import TrainConfig, config_to_dict
 from .generators.few_step import FewStepGenerator, PromptEmbeds
 from .normalizer import EMAScoreNormalizer
 from .prompts import resolve_prompts
-from .rewards import build_reward
+from .rewards import build_judges, build_reward
 from .surrogate import LatentSurrogate, bradley_terry_loss
 from .tracking import RunTracker
 
@@ -94,6 +94,7 @@ class LaSROTrainer:
         self.train_prompts = resolve_prompts(cfg.prompts.train, "prompts.train")
         self.eval_prompts = resolve_prompts(cfg.prompts.eval, "prompts.eval")
         self.reward = build_reward(cfg.reward)
+        self.judges = build_judges(cfg.eval_rewards)
 
         self.gen = generator or FewStepGenerator.from_config(cfg.model)
         self.gen.to(self.acc.device)
@@ -360,7 +361,7 @@ class LaSROTrainer:
         prompts = [p for p in self.eval_prompts for _ in range(cfg.prompts.eval_seeds)]
         metrics, images = evaluate_generator(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
                                              steps=self.steps_1_2, unet=self.base_unet, chunk=self._chunk,
-                                             autocast=self.acc.autocast)
+                                             autocast=self.acc.autocast, judges=self.judges)
         rows = min(len(self.eval_prompts), GRID_MAX_ROWS)  # the first prompts x every seed
         for k, ims in images.items():
             self.tracker.log_grid(f"eval_{k}step", ims[:rows * cfg.prompts.eval_seeds], rows=rows,

@@ -87,11 +87,12 @@ def test_shipped_model_is_small_and_records_how_it_was_built():
 def test_lasro_eval_on_the_shipped_model_prints_one_json_line(capsys):
     from lasro.cli import main
 
-    assert main(["eval", "--prompts", "shapes:test:8", "--seeds", "2"]) == 0
+    assert main(["eval", "--prompts", "shapes:test:8", "--seeds", "2", "--judge", "jpeg_compressibility"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["samples"] == 16 and row["model"] == "demo:shapes"
     for k in ("reward_1step_mean", "reward_2step_mean", "exact_match_1step_mean", "exact_match_2step_mean"):
         assert 0.0 <= row[k] <= 1.0
+    assert row["jpeg_compressibility/reward_2step_mean"] < 0  # minus kB: a judge scored the same samples
 
 
 def test_default_job_is_the_demo():

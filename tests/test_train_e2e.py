@@ -146,3 +146,27 @@ def test_generator_waits_while_the_surrogate_is_not_trusted(tiny_dirs, tmp_path)
     assert [r.get("generator/gated") for r in rows[1:]] == [1.0, 1.0]
     assert all(torch.equal(before[n], p) for n, p in trainer.base_unet.named_parameters() if "lora_" in n)
     assert rows[-1]["reward_queries"] > rows[0]["reward_queries"]  # the surrogate still learns from new data
+
+
+def test_eval_rewards_judge_the_same_eval_samples(tiny_dirs, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"rounds": 1},
+                            eval_rewards=["jpeg_incompressibility", {"name": "jpeg_incompressibility",
+                                                                     "kwargs": {"quality": 50}}])
+    rows = LaSROTrainer(cfg).train()
+    for row in rows:
+        for k in (1, 2):
+            # the judge is minus the training reward on the very same images
+            assert row[f"eval/jpeg_incompressibility/reward_{k}step_mean"] == pytest.approx(
+                -row[f"eval/reward_{k}step_mean"], rel=1e-9)
+            # a second judge of the same name gets its own label, and its own settings
+            assert row[f"eval/jpeg_incompressibility#2/reward_{k}step_mean"] < row[
+                f"eval/jpeg_incompressibility/reward_{k}step_mean"]
+    logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "eval/jpeg_incompressibility#2/reward_2step_mean" in logged
+
+
+def test_eval_rewards_take_no_weight(tiny_dirs, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"],
+                            eval_rewards=[{"name": "jpeg_incompressibility", "weight": 2}])
+    with pytest.raises(ValueError, match="judges are reported one by one"):
+        LaSROTrainer(cfg)

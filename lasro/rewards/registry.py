@@ -131,3 +131,20 @@ def build_reward(spec: str | dict[str, Any] | list[str | dict[str, Any]]) -> Che
     name, kwargs, weight = _parse(spec)
     reward = _build_one(name, kwargs)
     return reward if weight is None else WeightedReward([(name, reward, weight)])
+
+
+def build_judges(specs: list) -> dict[str, CheckedReward]:
+    """Label -> reward for evaluation-only rewards (``eval_rewards``); repeated names get ``#2``, ``#3``."""
+    if isinstance(specs, (str, dict)):
+        specs = [specs]
+    judges: dict[str, CheckedReward] = {}
+    for spec in specs:
+        name, kwargs, weight = _parse(spec)
+        if weight is not None:
+            raise ValueError(f"eval_rewards item {spec!r}: judges are reported one by one and take no 'weight'")
+        label, n = name, 1
+        while label in judges:
+            n += 1
+            label = f"{name}#{n}"
+        judges[label] = _build_one(name, kwargs)
+    return judges
