@@ -28,7 +28,12 @@ class RewardOutput:
 
 
 class Reward(abc.ABC):
-    """Optional base class so reward implementations carry their name and description."""
+    """Optional base class so reward implementations carry their name and description.
+
+    A reward may also define ``differentiable(pixels, prompts) -> torch.Tensor [B]``: the same score
+    computed with autograd from float RGB ``pixels`` [B, 3, H, W] in [0, 1]. Only the DRaFT baseline
+    (``algorithm.method: draft``) uses it; LaSRO and the other methods treat every reward as a black box.
+    """
 
     name: str = ""
     description: str = ""
@@ -81,6 +86,36 @@ class CheckedReward:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def is_differentiable(self) -> bool:
+        """Whether the wrapped reward defines ``differentiable(pixels, prompts)``."""
+        return callable(getattr(self.fn, "differentiable", None))
+
+    def differentiable(self, pixels: Any, prompts: list[str]) -> Any:
+        """The reward as a differentiable function of float RGB ``pixels`` [B, 3, H, W] in [0, 1]: a
+        tensor [B] that keeps the autograd graph. Checked like ``__call__``; errors name the reward."""
+        if not self.is_differentiable:
+            raise RewardError(f"reward '{self.name}' is not differentiable (it defines no "
+                              "differentiable(pixels, prompts) method)")
+        n = pixels.shape[0]
+        if len(prompts) != n:
+            raise ValueError(f"reward '{self.name}' got {n} images but {len(prompts)} prompts")
+        try:
+            out = self.fn.differentiable(pixels, list(prompts))
+        except RewardError:
+            raise
+        except Exception as e:
+            raise RewardError(f"reward '{self.name}'.differentiable raised {type(e).__name__}: {e} on a batch of "
+                              f"{n} image(s)") from e
+        if getattr(out, "shape", None) != (n,):
+            raise RewardError(f"reward '{self.name}'.differentiable returned {_describe(out)} for {n} images, "
+                              f"expected a tensor of shape ({n},)")
+        bad = ~np.isfinite(_to_numpy(out))
+        if bad.any():
+            raise RewardError(f"reward '{self.name}'.differentiable returned non-finite scores "
+                              f"{_fmt_bad(_to_numpy(out), bad)}")
+        return out
 
     def __call__(
         self,

@@ -32,6 +32,14 @@ class WeightedReward(CheckedReward):
             needs_weights=any(r.needs_weights for _, r, _ in self.components),
         )
 
+    @property
+    def is_differentiable(self) -> bool:
+        return all(r.is_differentiable for _, r, _ in self.components)
+
+    def differentiable(self, pixels: Any, prompts: list[str]) -> Any:
+        """Weighted sum of the components' differentiable scores (each component checked on its own)."""
+        return sum(w * r.differentiable(pixels, prompts) for _, r, w in self.components)
+
     def _combine(
         self, images: list[Image.Image], prompts: list[str], metadata: list[dict]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
