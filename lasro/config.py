@@ -56,6 +56,11 @@ class SurrogateConfig:
     weight_decay: float = 0.0
     batch_pairs: int = 16
     margin: float = 0.0  # ours: all pairs whose reward gap exceeds this
+    # latent: the paper's UNet-encoder surrogate on clean latents; pixel: the ablation, a small CNN on
+    # VAE-decoded images (the decode stays in the generator's gradient path)
+    space: Literal["latent", "pixel"] = "latent"
+    pixel_channels: int = 32  # pixel surrogate: width of its conv layers
+    pixel_layers: int = 3  # pixel surrogate: stride-2 conv blocks
 
 
 @dataclass
@@ -74,7 +79,9 @@ class BufferConfig:
 
 @dataclass
 class AlgorithmConfig:
+    method: Literal["lasro", "ppo", "dpo", "gors", "draft"] = "lasro"  # baselines: see lasro/methods/
     rounds: int = 20
+    max_reward_queries: int = 0  # stop after the round that reaches this many true-reward queries (0: no budget)
     pretrain_collect_rounds: int = 2  # paper: pre-train the surrogate on the initial generator's samples
     pretrain_surrogate_steps: int = 100
     generator_steps: int = 5  # ours: 5 generator steps : 20 surrogate steps
@@ -89,6 +96,33 @@ class AlgorithmConfig:
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
     # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
     min_pair_accuracy: float = 0.0
+
+
+@dataclass
+class PPOConfig:
+    """DDPO/RLCM-style PPO (lasro/methods/ppo.py)."""
+
+    output_std: float = 0.1  # std of the Gaussian output policy x ~ N(x_theta, output_std^2), latent units
+    clip_range: float = 0.2
+    adv_clip: float = 5.0  # advantages clipped to +-adv_clip after per-prompt normalisation
+    epochs: int = 2  # passes over each round's samples, minibatches of optim.batch_size
+
+
+@dataclass
+class DPOConfig:
+    """Online Diffusion-DPO / PSO-style preference loss (lasro/methods/dpo.py)."""
+
+    beta: float = 500.0
+    timesteps: Literal["sampler", "uniform"] = "sampler"  # sampler: a k-step output is noised to t_(k-1)
+
+
+@dataclass
+class GORSConfig:
+    """GORS-style reward-weighted fine-tuning on the generator's own best samples (lasro/methods/gors.py)."""
+
+    top_fraction: float = 0.25  # share of each round's samples (per step count) kept
+    temperature: float = 1.0  # weights: softmax(normalised reward / temperature) over the kept samples
+    timesteps: Literal["sampler", "uniform"] = "sampler"
 
 
 @dataclass
@@ -111,6 +145,7 @@ class PromptsConfig:
 class LoggingConfig:
     output_dir: str = "runs/lasro"
     eval_every: int = 1
+    eval_every_queries: int = 0  # when > 0: evaluate each time reward_queries crosses a multiple (not every N rounds)
     checkpoint_every: int = 5
     checkpoints_total_limit: int = 3
     tensorboard: bool = True
@@ -132,6 +167,9 @@ class TrainConfig:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    gors: GORSConfig = field(default_factory=GORSConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -225,6 +263,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "optim.gradient_accumulation_steps": cfg.optim.gradient_accumulation_steps,
         "lora.rank": cfg.lora.rank, "surrogate.batch_pairs": cfg.surrogate.batch_pairs,
         "logging.eval_every": cfg.logging.eval_every, "prompts.eval_seeds": cfg.prompts.eval_seeds,
+        "surrogate.pixel_channels": cfg.surrogate.pixel_channels, "surrogate.pixel_layers": cfg.surrogate.pixel_layers,
+        "ppo.epochs": cfg.ppo.epochs,
     }
     for key, v in positive.items():
         if v < 1:
@@ -237,6 +277,12 @@ def _check_ranges(cfg: TrainConfig) -> None:
     tr = cfg.exploration.t1_range
     if tr is not None and (len(tr) != 2 or not 0 <= tr[0] <= tr[1] < 1000):
         raise ConfigError(f"exploration.t1_range must be [low, high] with 0 <= low <= high < 1000; got {tr}")
+    if not 0.0 < cfg.gors.top_fraction <= 1.0:
+        raise ConfigError(f"gors.top_fraction must be in (0, 1]; got {cfg.gors.top_fraction}")
+    for key, v in {"ppo.output_std": cfg.ppo.output_std, "ppo.clip_range": cfg.ppo.clip_range,
+                   "gors.temperature": cfg.gors.temperature, "dpo.beta": cfg.dpo.beta}.items():
+        if not v > 0:
+            raise ConfigError(f"{key} must be positive; got {v}")
     if not 0.0 < cfg.algorithm.ema_decay < 1.0:
         raise ConfigError(f"algorithm.ema_decay must be in (0, 1); got {cfg.algorithm.ema_decay}")
 
@@ -265,8 +311,8 @@ def apply_override(data: dict, assignment: str) -> None:
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (none given: the embedded demo job, lasro/configs/demo.yaml) and apply overrides."""
+def read_config_data(path: str | None = None, overrides: list[str] | None = None) -> dict:
+    """The raw mapping of a YAML config (none given: the embedded demo job) with ``--set`` overrides applied."""
     data: dict = {}
     path = path or DEFAULT_CONFIG
     if path:
@@ -277,9 +323,16 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"config file {path!r} not found") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r}: expected a mapping of keys, got {type(data).__name__}")
     for o in overrides or []:
         apply_override(data, o)
-    return config_from_dict(data)
+    return data
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (none given: the embedded demo job, lasro/configs/demo.yaml) and apply overrides."""
+    return config_from_dict(read_config_data(path, overrides))
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

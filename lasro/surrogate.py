@@ -132,6 +132,46 @@ class LatentSurrogate(nn.Module):
         return self.head(h.float())
 
 
+class PixelSurrogate(nn.Module):
+    """Ablation of the paper's latent surrogate: a small CNN on VAE-decoded images.
+
+    Same interface as ``LatentSurrogate`` (latents in, one score out), so the trainer is unchanged; the
+    frozen VAE decode runs inside ``forward`` and stays in the generator's gradient path. The prompt
+    enters as FiLM from the mean of its token embeddings, the step count as a learned embedding.
+    No pretrained weights: this is the "pixel-space critic" the paper's encoder surrogate is compared to.
+    """
+
+    def __init__(self, decode_pixels, text_dim: int, channels: int = 32, layers: int = 3,
+                 step_embedding: bool = True):
+        super().__init__()
+        self.decode_pixels = decode_pixels  # a callable, not a submodule: the VAE belongs to the generator
+        convs, c = [], 3
+        for _ in range(layers):
+            convs += [nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.GroupNorm(_groups(channels), channels),
+                      nn.SiLU()]
+            c = channels
+        self.convs = nn.Sequential(*convs)
+        self.text = nn.Linear(text_dim, 2 * channels)
+        self.step_embedding = nn.Embedding(3, 2 * channels) if step_embedding else None
+        for m in (self.text, self.step_embedding):
+            if m is not None:
+                nn.init.zeros_(m.weight)  # starts unconditioned: FiLM scale 1, shift 0
+        nn.init.zeros_(self.text.bias)
+        self.out = nn.Linear(channels, 1, bias=False)  # no bias, as in ScoreHead
+
+    def backbone_parameters(self) -> list:
+        return []  # no pretrained backbone: every weight is trained at surrogate.lr_head
+
+    def forward(self, latents: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor) -> torch.Tensor:
+        pixels = self.decode_pixels(latents).float() * 2 - 1
+        h = self.convs(pixels).mean(dim=(2, 3))
+        film = self.text(embeds.hidden.float().mean(dim=1))
+        if self.step_embedding is not None:
+            film = film + self.step_embedding(steps.to(latents.device).long())
+        scale, shift = film.chunk(2, dim=-1)
+        return self.out(F.silu(h * (1 + scale) + shift)).squeeze(-1)
+
+
 def bradley_terry_loss(score_win: torch.Tensor, score_lose: torch.Tensor) -> torch.Tensor:
     """-log sigmoid(R(win) - R(lose)), averaged over pairs."""
     return -F.logsigmoid(score_win - score_lose).mean()

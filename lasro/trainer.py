@@ -26,7 +26,7 @@ from .generators.few_step import FewStepGenerator, PromptEmbeds
 from .normalizer import EMAScoreNormalizer
 from .prompts import resolve_prompts
 from .rewards import build_judges, build_reward
-from .surrogate import LatentSurrogate, bradley_terry_loss
+from .surrogate import LatentSurrogate, PixelSurrogate, bradley_terry_loss
 from .tracking import RunTracker
 
 log = logging.getLogger("lasro")
@@ -57,9 +57,24 @@ def frozen(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
-def build_surrogate(cfg: TrainConfig, unet) -> LatentSurrogate:
+@contextlib.contextmanager
+def adapters_off(unet):
+    """The frozen initial model for the duration: the LoRA switched off (anchor and reference passes)."""
+    unet.disable_adapters()
+    try:
+        yield unet
+    finally:
+        unet.enable_adapters()
+
+
+def build_surrogate(cfg: TrainConfig, gen: FewStepGenerator) -> LatentSurrogate | PixelSurrogate:
+    """``surrogate.space``: latent (the paper's UNet-encoder surrogate) or pixel (the ablation: a small
+    CNN on VAE-decoded images)."""
     s = cfg.surrogate
-    model = LatentSurrogate(unet, head_channels=s.head_channels or None, head_layers=s.head_layers,
+    if s.space == "pixel":
+        return PixelSurrogate(gen.decode_pixels, gen.unet.config.cross_attention_dim, channels=s.pixel_channels,
+                              layers=s.pixel_layers, step_embedding=s.step_embedding)
+    model = LatentSurrogate(gen.unet, head_channels=s.head_channels or None, head_layers=s.head_layers,
                             timestep=s.timestep, step_embedding=s.step_embedding)
     if s.backbone == "lora":
         model.add_backbone_lora(s.lora_rank, s.lora_alpha)
@@ -80,6 +95,12 @@ def surrogate_param_groups(cfg: TrainConfig, model: LatentSurrogate) -> list[dic
 
 
 class LaSROTrainer:
+    """LaSRO, and the shared machinery (collection, evaluation, logging, checkpoints, sharding) that the
+    baselines in ``lasro.methods`` reuse by overriding ``warm_start`` and ``train_round``."""
+
+    method = "lasro"
+    uses_surrogate = True  # baselines that never build the surrogate set False
+
     def __init__(self, cfg: TrainConfig, accelerator=None, generator: FewStepGenerator | None = None):
         from accelerate import Accelerator
 
@@ -94,19 +115,24 @@ class LaSROTrainer:
         self.train_prompts = resolve_prompts(cfg.prompts.train, "prompts.train")
         self.eval_prompts = resolve_prompts(cfg.prompts.eval, "prompts.eval")
         self.reward = build_reward(cfg.reward)
+        self.check_reward()
         self.judges = build_judges(cfg.eval_rewards)
 
         self.gen = generator or FewStepGenerator.from_config(cfg.model)
         self.gen.to(self.acc.device)
-        self.surrogate = build_surrogate(cfg, self.gen.unet).to(self.acc.device)
+        self.surrogate = build_surrogate(cfg, self.gen).to(self.acc.device) if self.uses_surrogate else None
         lora_params = self.gen.add_lora(cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets)
         if cfg.model.gradient_checkpointing:
             self.gen.unet.enable_gradient_checkpointing()
         self.gen_opt = torch.optim.AdamW(lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        self.sur_opt = torch.optim.AdamW(surrogate_param_groups(cfg, self.surrogate),
-                                         weight_decay=cfg.surrogate.weight_decay)
-        self.unet, self.sur_ddp, self.gen_opt, self.sur_opt = self.acc.prepare(
-            self.gen.unet, self.surrogate, self.gen_opt, self.sur_opt)
+        if self.surrogate is not None:
+            self.sur_opt = torch.optim.AdamW(surrogate_param_groups(cfg, self.surrogate),
+                                             weight_decay=cfg.surrogate.weight_decay)
+            self.unet, self.sur_ddp, self.gen_opt, self.sur_opt = self.acc.prepare(
+                self.gen.unet, self.surrogate, self.gen_opt, self.sur_opt)
+        else:
+            self.sur_ddp = self.sur_opt = None
+            self.unet, self.gen_opt = self.acc.prepare(self.gen.unet, self.gen_opt)
 
         self.buffer = ReplayBuffer(cfg.buffer.capacity, cfg.buffer.recency_decay)
         self.norms = {k: EMAScoreNormalizer(cfg.algorithm.ema_decay) for k in (1, 2)}
@@ -128,6 +154,9 @@ class LaSROTrainer:
         self.steps_1_2 = [1, 2] if len(self.gen.timesteps) == 2 else [1]
 
     # ------------------------------------------------------------- utilities
+    def check_reward(self) -> None:
+        """Refuse a reward this method cannot use (raise ConfigError); LaSRO takes any reward."""
+
     @staticmethod
     def _seed_everything(seed: int) -> None:
         random.seed(seed)
@@ -178,46 +207,67 @@ class LaSROTrainer:
         return images, self.reward(images, list(prompts), meta)
 
     # ------------------------------------------------------------ collection
-    @torch.no_grad()
-    def collect(self, round_index: int) -> dict:
-        """Sample the current generator off-policy (N_s noises per prompt, optional random t1 and
-        latent perturbation), score 1- and 2-step outputs with the true reward, gather, buffer."""
-        cfg, acc = self.cfg, self.acc
-        ex = cfg.exploration
+    def _draw_prompts(self) -> tuple[list[str], list[str]]:
+        """This round's prompts, each repeated N_s times: the global list and this process's shard."""
+        ex = self.cfg.exploration
         chosen = self.shared_rng.choice(len(self.train_prompts), size=ex.prompts_per_round,
                                         replace=ex.prompts_per_round > len(self.train_prompts))
         chosen_prompts = [self.train_prompts[i] for i in chosen]
-        local = chosen_prompts[self._shard(ex.prompts_per_round // acc.num_processes)]
-        prompts = [p for p in local for _ in range(ex.samples_per_prompt)]
+        local = chosen_prompts[self._shard(ex.prompts_per_round // self.acc.num_processes)]
+        return ([p for p in chosen_prompts for _ in range(ex.samples_per_prompt)],
+                [p for p in local for _ in range(ex.samples_per_prompt)])
+
+    def _score_and_gather(self, outs: list[torch.Tensor], prompts: list[str], global_prompts: list[str]) -> dict:
+        """Score this process's k-step outputs with the true reward (counted in ``reward_queries``) and gather
+        them step by step, so every process holds every sample in the order one process would.
+
+        Returns global ``latents``, ``prompts``, ``rewards``, ``steps`` (step-major) and this process's
+        ``local_rewards`` (step-major too)."""
+        acc, n = self.acc, len(prompts)
+        k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
+        local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
+        latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
+        rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
+                             for r in np.split(local_rewards, len(outs))]).numpy()
+        steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
+        self.reward_queries += len(rewards)
+        return {"latents": latents, "prompts": global_prompts * len(outs), "rewards": rewards, "steps": steps,
+                "local_rewards": local_rewards}
+
+    @staticmethod
+    def reward_stats(rewards: np.ndarray, steps: np.ndarray) -> dict:
+        stats = {"train/reward_mean": float(np.mean(rewards))}
+        for k in np.unique(steps):
+            stats[f"train/reward_{k}step_mean"] = float(np.mean(rewards[steps == k]))
+        return stats
+
+    @torch.no_grad()
+    def collect(self, round_index: int, explore: bool = True) -> dict:
+        """Sample the current generator off-policy (N_s noises per prompt, optional random t1 and
+        latent perturbation), score 1- and 2-step outputs with the true reward, gather, buffer.
+        ``explore=False``: on-policy samples only (the baselines)."""
+        ex = self.cfg.exploration
+        global_prompts, prompts = self._draw_prompts()
         n = len(prompts)
         noise = self._randn(self.gen.latent_shape(n))
         eps = [self._randn(self.gen.latent_shape(n))] if len(self.steps_1_2) == 2 else None
         t1 = None
-        if ex.t1_range is not None and eps is not None:
+        if explore and ex.t1_range is not None and eps is not None:
             lo, hi = ex.t1_range
             t1 = torch.from_numpy(self._integers(lo, hi + 1, n))
         outs = self.gen.sample(self.base_unet, noise, self.embeds(prompts), renoise=eps, t1=t1)
-        if ex.perturb_std > 0:
-            global_index = torch.arange(n, device=noise.device) + acc.process_index * n
+        if explore and ex.perturb_std > 0:
+            global_index = torch.arange(n, device=noise.device) + self.acc.process_index * n
             mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             outs = [x + ex.perturb_std * mask * self._randn(x.shape).to(x.dtype) for x in outs]
-        k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
-        local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
-        # Gather step by step, so every process holds the same buffer in the order one process would.
-        latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
-        rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
-                             for r in np.split(local_rewards, len(outs))]).numpy()
-        global_prompts = [p for p in chosen_prompts for _ in range(ex.samples_per_prompt)]
-        all_prompts = global_prompts * len(outs)
-        steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
-        self.reward_queries += len(rewards)
-        accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
-        self.last_pair_accuracy = accuracy
+        got = self._score_and_gather(outs, prompts, global_prompts)
+        latents, all_prompts, rewards, steps = got["latents"], got["prompts"], got["rewards"], got["steps"]
+        stats = {}
+        if self.surrogate is not None:
+            self.last_pair_accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
+            stats["surrogate/pair_accuracy"] = self.last_pair_accuracy
         self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
-        stats = {"surrogate/pair_accuracy": accuracy, "train/reward_mean": float(np.mean(rewards))}
-        for k in np.unique(steps):
-            stats[f"train/reward_{k}step_mean"] = float(np.mean(rewards[steps == k]))
-        return stats
+        return {**stats, **self.reward_stats(rewards, steps)}
 
     @torch.no_grad()
     def pair_accuracy(self, latents, prompts, steps, rewards) -> float:
@@ -266,14 +316,22 @@ class LaSROTrainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     # ------------------------------------------------------------- generator
-    def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
-        a = self.cfg.algorithm
+    def sample_with_grad(self, prompts: list[str]):
+        """Fresh noises and the trained generator's 1-2 step outputs, differentiable in the LoRA:
+        ``(embeds, noise, renoise, outs)``."""
         n = len(prompts)
         emb = self.embeds(prompts)
         noise = self._randn(self.gen.latent_shape(n))
         eps = [self._randn(self.gen.latent_shape(n))] if len(self.steps_1_2) == 2 else None
         with self.acc.autocast():
-            outs = self.gen.sample(self.unet, noise, emb, renoise=eps, stop_grad_at_t1=a.stop_grad_at_t1)
+            outs = self.gen.sample(self.unet, noise, emb, renoise=eps, stop_grad_at_t1=self.cfg.algorithm.stop_grad_at_t1)
+        return emb, noise, eps, outs
+
+    def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
+        a = self.cfg.algorithm
+        n = len(prompts)
+        emb, noise, eps, outs = self.sample_with_grad(prompts)
+        with self.acc.autocast():
             sur = self.base_surrogate
             with frozen(sur):
                 steps = torch.cat([torch.full((n,), k) for k in self.steps_1_2])
@@ -286,32 +344,42 @@ class LaSROTrainer:
             loss = loss - coef * self.norms[k](s, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
         if a.regularizer == "anchor" and a.reg_weight > 0:
-            base = self.base_unet
-            with torch.no_grad(), self.acc.autocast():
-                base.disable_adapters()
-                try:
-                    refs = self.gen.sample(base, noise, emb, renoise=eps)
-                finally:
-                    base.enable_adapters()
+            with torch.no_grad(), self.acc.autocast(), adapters_off(self.base_unet) as base:
+                refs = self.gen.sample(base, noise, emb, renoise=eps)
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg
             stats["generator/anchor"] = float(reg.detach())
         return loss, stats
 
-    def generator_step(self) -> dict:
+    def generator_batch(self, size: int):
+        """One micro-batch for ``generator_loss``: here ``size`` training prompts (baselines draw samples)."""
+        return [self.train_prompts[i] for i in self._integers(0, len(self.train_prompts), size)]
+
+    def generator_steps(self, count: int, batches: list | None = None) -> dict:
+        """``count`` generator steps, their stats averaged; ``batches[i]``: step i's micro-batches, if given."""
+        agg: dict[str, float] = {}
+        for i in range(count):
+            for k, v in self.generator_step(None if batches is None else batches[i]).items():
+                agg[k] = agg.get(k, 0.0) + v / count
+        return agg
+
+    def generator_step(self, batches: list | None = None) -> dict:
+        """One optimiser step on ``generator_loss`` averaged over micro-batches: ``batches`` if given, else
+        ``optim.gradient_accumulation_steps`` micro-batches drawn by ``generator_batch``."""
         o = self.cfg.optim
         self.unet.train()
         self.gen_opt.zero_grad(set_to_none=True)
         agg: dict[str, float] = {}
-        for micro in range(o.gradient_accumulation_steps):
-            idx = self._integers(0, len(self.train_prompts), o.batch_size)
-            sync = micro == o.gradient_accumulation_steps - 1
+        micros = len(batches) if batches is not None else o.gradient_accumulation_steps
+        for micro in range(micros):
+            batch = batches[micro] if batches is not None else self.generator_batch(o.batch_size)
+            sync = micro == micros - 1
             with contextlib.nullcontext() if sync else self.acc.no_sync(self.unet):
-                loss, stats = self.generator_loss([self.train_prompts[i] for i in idx])
-                self.acc.backward(loss / o.gradient_accumulation_steps)
+                loss, stats = self.generator_loss(batch)
+                self.acc.backward(loss / micros)
             stats["generator/loss"] = float(loss.detach())
             for k, v in stats.items():
-                agg[k] = agg.get(k, 0.0) + v / o.gradient_accumulation_steps
+                agg[k] = agg.get(k, 0.0) + v / micros
         if not self._finite_step("generator", self.unet.parameters(), self.gen_opt, agg["generator/loss"]):
             agg["generator/skipped"] = 1.0
         return agg
@@ -387,7 +455,7 @@ class LaSROTrainer:
         path = None
         if self.is_main:
             state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
-                     "last_pair_accuracy": self.last_pair_accuracy,
+                     "last_pair_accuracy": self.last_pair_accuracy, "method": self.method,
                      "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
                      "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
             path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
@@ -401,11 +469,13 @@ class LaSROTrainer:
         if self.is_main:
             ckpt.begin(self.out, self.round)
             self.gen.save_lora(os.path.join(tmp, "generator_lora"))
-            sur = self.base_surrogate
-            save_file({n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters() if p.requires_grad},
-                      os.path.join(tmp, "surrogate.safetensors"))
-            torch.save({"generator": self.gen_opt.state_dict(), "surrogate": self.sur_opt.state_dict()},
-                       os.path.join(tmp, "optimizers.pt"))
+            optimizers = {"generator": self.gen_opt.state_dict()}
+            if self.surrogate is not None:
+                sur = self.base_surrogate
+                save_file({n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters()
+                           if p.requires_grad}, os.path.join(tmp, "surrogate.safetensors"))
+                optimizers["surrogate"] = self.sur_opt.state_dict()
+            torch.save(optimizers, os.path.join(tmp, "optimizers.pt"))
             torch.save(self.buffer.state_dict(), os.path.join(tmp, "buffer.pt"))
         self.acc.wait_for_everyone()
         torch.save(self._rng_state(), os.path.join(tmp, f"rng-{rank}.pt"))
@@ -435,7 +505,8 @@ class LaSROTrainer:
         files: dict = {}
         try:
             files["lora"] = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
-            files["surrogate"] = load_file(os.path.join(path, "surrogate.safetensors"))
+            if self.surrogate is not None:
+                files["surrogate"] = load_file(os.path.join(path, "surrogate.safetensors"))
         except Exception as e:  # noqa: BLE001
             raise ckpt.CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
         files["optimizers"] = ckpt.torch_load(os.path.join(path, "optimizers.pt"))
@@ -450,18 +521,22 @@ class LaSROTrainer:
         if state["num_processes"] != self.acc.num_processes:
             raise ckpt.CheckpointError(f"checkpoint {path} was written by {state['num_processes']} process(es); "
                                        f"resume it with the same number (now {self.acc.num_processes})")
-        lora, sur = files["lora"], files["surrogate"]
-        lora = {k[len("unet."):]: v for k, v in lora.items() if k.startswith("unet.")}
+        if state.get("method", "lasro") != self.method:
+            raise ckpt.CheckpointError(f"checkpoint {path} was written by method {state.get('method', 'lasro')!r}; "
+                                       f"resume it with algorithm.method: {state.get('method', 'lasro')} (now {self.method!r})")
+        lora = {k[len("unet."):]: v for k, v in files["lora"].items() if k.startswith("unet.")}
         set_peft_model_state_dict(self.base_unet, convert_unet_state_dict_to_peft(lora), adapter_name="default")
-        missing = [n for n, p in self.base_surrogate.named_parameters() if p.requires_grad and n not in sur]
-        if missing:
-            raise ckpt.CheckpointError(f"checkpoint {path}: surrogate weights missing {missing[:3]} (config changed?)")
-        with torch.no_grad():
-            for n, p in self.base_surrogate.named_parameters():
-                if n in sur:
-                    p.copy_(sur[n].to(p.dtype))
+        if self.surrogate is not None:
+            sur = files["surrogate"]
+            missing = [n for n, p in self.base_surrogate.named_parameters() if p.requires_grad and n not in sur]
+            if missing:
+                raise ckpt.CheckpointError(f"checkpoint {path}: surrogate weights missing {missing[:3]} (config changed?)")
+            with torch.no_grad():
+                for n, p in self.base_surrogate.named_parameters():
+                    if n in sur:
+                        p.copy_(sur[n].to(p.dtype))
+            self.sur_opt.load_state_dict(files["optimizers"]["surrogate"])
         self.gen_opt.load_state_dict(files["optimizers"]["generator"])
-        self.sur_opt.load_state_dict(files["optimizers"]["surrogate"])
         self.buffer.load_state_dict(files["buffer"])
         rng = files["rng"]
         random.setstate(rng["python"])
@@ -488,6 +563,43 @@ class LaSROTrainer:
         self.tracker.log_round(row)
         return row
 
+    def budget_spent(self) -> bool:
+        """Whether ``algorithm.max_reward_queries`` (0: no budget) has been reached."""
+        budget = self.cfg.algorithm.max_reward_queries
+        return budget > 0 and self.reward_queries >= budget
+
+    def _eval_due(self, round_index: int, queries_before: int) -> bool:
+        """Every ``logging.eval_every_queries`` true-reward queries when set (the round that crosses each
+        multiple), else every ``logging.eval_every`` rounds."""
+        every = self.cfg.logging.eval_every_queries
+        if every > 0:
+            return self.reward_queries // every > queries_before // every
+        return round_index % self.cfg.logging.eval_every == 0
+
+    def warm_start(self) -> dict:
+        """Round 0 before the first evaluation: LaSRO pre-trains the surrogate on the initial generator."""
+        a = self.cfg.algorithm
+        for _ in range(a.pretrain_collect_rounds):
+            self.collect(0)
+        stats = self.collect(0)  # fresh samples: round-0 pair accuracy is held out
+        stats["surrogate/loss"] = self.train_surrogate(a.pretrain_surrogate_steps)
+        return stats
+
+    def train_round(self, round_index: int) -> dict:
+        """One round: generator steps against the frozen surrogate (unless gated), fresh collection,
+        surrogate adaptation. Baselines override this with their own update."""
+        a = self.cfg.algorithm
+        if self._surrogate_trusted():
+            gen_stats = self.generator_steps(a.generator_steps)
+        else:
+            gen_stats = {"generator/gated": 1.0}
+            log.info("round %d: surrogate pair accuracy %.3f < algorithm.min_pair_accuracy %.3f: generator "
+                     "steps skipped, surrogate keeps training", round_index, self.last_pair_accuracy,
+                     a.min_pair_accuracy)
+        stats = {**gen_stats, **self.collect(round_index)}
+        stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
+        return stats
+
     def train(self, resume: str | None = None) -> list[dict]:
         cfg, a = self.cfg, self.cfg.algorithm
         from tqdm.auto import tqdm
@@ -497,35 +609,27 @@ class LaSROTrainer:
         if resume:
             self.load_checkpoint(resume)
         else:
-            for _ in range(a.pretrain_collect_rounds):
-                self.collect(0)
-            stats = self.collect(0)  # fresh samples: round-0 pair accuracy is held out
-            stats["surrogate/loss"] = self.train_surrogate(a.pretrain_surrogate_steps)
+            stats = self.warm_start()
             stats.update(self.evaluate(0))
             rows.append(self._log(stats))
             self.save_checkpoint()
-        bar = tqdm(range(self.round + 1, a.rounds + 1), desc="LaSRO rounds", initial=self.round, total=a.rounds,
-                   disable=not (self.is_main and cfg.logging.progress))
+        bar = tqdm(range(self.round + 1, a.rounds + 1), desc=f"{self.method} rounds", initial=self.round,
+                   total=a.rounds, disable=not (self.is_main and cfg.logging.progress))
         for r in bar:
+            if self.budget_spent():
+                break
             self.round = r
-            gen_stats: dict[str, float] = {}
-            if self._surrogate_trusted():
-                for _ in range(a.generator_steps):
-                    for k, v in self.generator_step().items():
-                        gen_stats[k] = gen_stats.get(k, 0.0) + v / a.generator_steps
-            else:
-                gen_stats["generator/gated"] = 1.0
-                log.info("round %d: surrogate pair accuracy %.3f < algorithm.min_pair_accuracy %.3f: generator "
-                         "steps skipped, surrogate keeps training", r, self.last_pair_accuracy, a.min_pair_accuracy)
-            stats = {**gen_stats, **self.collect(r)}
-            stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
-            if r % cfg.logging.eval_every == 0 or r == a.rounds:
+            queries_before = self.reward_queries
+            stats = self.train_round(r)
+            last = r == a.rounds or self.budget_spent()
+            if self._eval_due(r, queries_before) or last:
                 stats.update(self.evaluate(r))
             rows.append(self._log(stats))
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items()
                              if k in ("eval/reward_2step_mean", "surrogate/pair_accuracy")})
-            if r % cfg.logging.checkpoint_every == 0 or r == a.rounds:
+            if r % cfg.logging.checkpoint_every == 0 or last:
                 self.save_checkpoint()
+        bar.close()
         if self.is_main:
             self.gen.save_lora(os.path.join(self.out, "lora"))
         self.acc.wait_for_everyone()

@@ -212,7 +212,8 @@ class FewStepGenerator:
         return PromptEmbeds(hidden)
 
     # ---------------------------------------------------------------- sampler
-    def _alpha_sigma(self, t: torch.Tensor, like: torch.Tensor):
+    def alpha_sigma(self, t: torch.Tensor, like: torch.Tensor):
+        """a(t), s(t) of the forward process z_t = a(t) x0 + s(t) eps, shaped to broadcast over ``like``."""
         ab = self.alphas_cumprod.to(like.device)[t.long()].view(-1, 1, 1, 1)
         return ab.sqrt().to(like.dtype), (1 - ab).sqrt().to(like.dtype)
 
@@ -232,7 +233,7 @@ class FewStepGenerator:
             w = torch.full((z_t.shape[0],), self.guidance_scale - 1.0, device=z_t.device)
             kw["timestep_cond"] = guidance_embedding(w, self._cond_dim, z_t.dtype)
         out = unet(z_t, t, return_dict=False, **kw)[0]
-        a, s = self._alpha_sigma(t, z_t)
+        a, s = self.alpha_sigma(t, z_t)
         if self.prediction_type == "epsilon":
             x0 = (z_t - s * out) / a
         elif self.prediction_type == "v_prediction":
@@ -265,20 +266,24 @@ class FewStepGenerator:
                 t = t1.to(z.device).long()
             if k > 0:
                 eps = renoise[k - 1] if renoise is not None else torch.randn_like(z)
-                a, s = self._alpha_sigma(t, z)
+                a, s = self.alpha_sigma(t, z)
                 prev = outputs[-1].detach() if stop_grad_at_t1 else outputs[-1]
                 z = a * prev + s * eps.to(z.device, z.dtype)
             outputs.append(self.predict_x0(unet, z, t, embeds))
         return outputs
 
     # --------------------------------------------------------------- decoding
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
-        """Latents -> RGB PIL images; used only to score the true reward and to show samples."""
+    def decode_pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> float RGB in [0, 1], [B, 3, H, W]; differentiable in the latents (DRaFT, pixel surrogate)."""
         vae = self.pipe.vae
         lat = latents.to(vae.device, vae.dtype) / vae.config.scaling_factor
         if getattr(vae.config, "shift_factor", None):
             lat = lat + vae.config.shift_factor
         img = vae.decode(lat, return_dict=False)[0]
-        arr = ((img.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return (img.float() / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        """Latents -> RGB PIL images; used to score black-box rewards and to show samples."""
+        arr = (self.decode_pixels(latents) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(a) for a in arr]

@@ -1,0 +1,129 @@
+"""PPO for 1-2 step samplers, in the style of DDPO / RLCM.
+
+The 2-step sampler as a stochastic policy (our framing; RLCM's consistency-model policy likewise makes
+every step Gaussian): given z_T, two actions
+  1. the re-noised latent z_t1 ~ N(a(t1) x1_theta(z_T), s(t1)^2 I) -- the sampler's own noise injection;
+  2. the output x ~ N(x2_theta(z_t1), sigma_out^2 I), with a small fixed ``ppo.output_std`` sigma_out.
+The last step of a distilled sampler is deterministic and has no likelihood (METHOD.md section 1); the
+Gaussian output policy is the usual way around it (DDPO's and RLCM's last step is Gaussian as well), and
+the scored images are these noisy outputs. The 1-step output is a one-action policy x ~ N(x1_theta, sigma_out^2).
+Log-probabilities are exact Gaussian log-densities summed over latent dimensions (DDPO averages them,
+which amounts to a temperature on the ratio). Samples are collected with the current policy, old
+log-probabilities stored, advantages normalised per prompt and step count within the round (DDPO tracks
+per-prompt statistics over a history), then ``ppo.epochs`` passes of the clipped ratio objective.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lasro.methods.base import Baseline
+from lasro.methods.registry import register_method
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
+    """log N(x; mean, std^2 I) per sample, summed over all but the batch dimension."""
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+    z = (x.float() - mean.float()) / std
+    lp = -0.5 * z.square() - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return lp.expand_as(z).flatten(1).sum(1)
+
+
+def per_prompt_advantages(prompts: list[str], steps: np.ndarray, rewards: np.ndarray, clip: float) -> np.ndarray:
+    """(r - mean) / std within each (prompt, step count) group, clipped to +-clip; 0 for a lone sample."""
+    adv = np.zeros(len(rewards))
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(prompts, np.asarray(steps).tolist())):
+        groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        r = rewards[idx]
+        adv[idx] = (r - r.mean()) / (r.std() + 1e-8) if len(idx) > 1 else 0.0
+    return np.clip(adv, -clip, clip)
+
+
+def ppo_clipped_loss(ratio: torch.Tensor, adv: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """-E[min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)]."""
+    return -torch.minimum(ratio * adv, ratio.clamp(1 - clip_range, 1 + clip_range) * adv).mean()
+
+
+@register_method
+class PPOTrainer(Baseline):
+    method = "ppo"
+
+    def policy_log_probs(self, x1_mean: torch.Tensor, x2_mean: torch.Tensor | None, z_t1: torch.Tensor | None,
+                         outs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Log-probability of each k-step trajectory ([1-step, 2-step]) under the policy whose clean-latent
+        predictions are ``x1_mean`` (from z_T) and ``x2_mean`` (from the stored z_t1)."""
+        sigma = self.cfg.ppo.output_std
+        lps = [gaussian_log_prob(outs[0], x1_mean, sigma)]
+        if x2_mean is not None:
+            t1 = torch.full((x1_mean.shape[0],), self.gen.timesteps[1], device=x1_mean.device)
+            a, s = self.gen.alpha_sigma(t1, x1_mean.float())
+            lps.append(gaussian_log_prob(z_t1, a * x1_mean, s) + gaussian_log_prob(outs[1], x2_mean, sigma))
+        return lps
+
+    def _means(self, unet, noise: torch.Tensor, z_t1: torch.Tensor | None, emb) -> tuple:
+        """The policy's clean-latent predictions: x1 from z_T, x2 from the stored (not re-drawn) z_t1."""
+        x1 = self.gen.sample(unet, noise, emb, timesteps=self.gen.timesteps[:1])[0]
+        if z_t1 is None:
+            return x1, None
+        t1 = torch.full((noise.shape[0],), self.gen.timesteps[1], device=x1.device, dtype=torch.long)
+        return x1, self.gen.predict_x0(unet, z_t1, t1, emb)
+
+    @torch.no_grad()
+    def collect_rollouts(self, round_index: int) -> dict:
+        """Sample the current policy (z_T, z_t1, noisy outputs), score with the true reward, store the old
+        log-probabilities and the per-prompt advantages of this process's samples."""
+        global_prompts, prompts = self._draw_prompts()
+        n, emb = len(prompts), self.embeds(prompts)
+        noise = self._randn(self.gen.latent_shape(n))
+        z_t1 = x2_mean = None
+        with self.acc.autocast():
+            x1_mean, _ = self._means(self.base_unet, noise, None, emb)
+            if len(self.steps_1_2) == 2:
+                t1 = torch.full((n,), self.gen.timesteps[1], device=x1_mean.device, dtype=torch.long)
+                a, s = self.gen.alpha_sigma(t1, x1_mean)
+                z_t1 = a * x1_mean + s * self._randn(x1_mean.shape).to(x1_mean.dtype)
+                x2_mean = self.gen.predict_x0(self.base_unet, z_t1, t1, emb)
+            means = [x1_mean] if z_t1 is None else [x1_mean, x2_mean]
+        outs = [m + self.cfg.ppo.output_std * self._randn(m.shape).to(m.dtype) for m in means]
+        got = self._score_and_gather(outs, prompts, global_prompts)
+        adv = per_prompt_advantages(got["prompts"], got["steps"], got["rewards"], self.cfg.ppo.adv_clip)
+        total = len(global_prompts)
+        local_adv = [torch.from_numpy(adv[k * total:(k + 1) * total][self._shard(n)]).float().to(noise.device)
+                     for k in range(len(outs))]
+        self.rollout = {"prompts": prompts, "noise": noise, "z_t1": z_t1, "outs": outs, "adv": local_adv,
+                        "old_log_probs": self.policy_log_probs(x1_mean, x2_mean, z_t1, outs)}
+        return self.reward_stats(got["rewards"], got["steps"])
+
+    def ratios(self, idx: np.ndarray) -> list[torch.Tensor]:
+        """pi_theta / pi_old of each k-step trajectory of the rollout samples ``idx`` (with gradient)."""
+        d = self.rollout
+        z_t1 = None if d["z_t1"] is None else d["z_t1"][idx]
+        with self.acc.autocast():
+            x1_mean, x2_mean = self._means(self.unet, d["noise"][idx], z_t1, self.embeds([d["prompts"][i] for i in idx]))
+        new = self.policy_log_probs(x1_mean, x2_mean, z_t1, [o[idx] for o in d["outs"]])
+        return [torch.exp(lp - old[idx]) for lp, old in zip(new, d["old_log_probs"])]
+
+    def generator_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, dict]:
+        a, clip = self.cfg.algorithm, self.cfg.ppo.clip_range
+        loss, stats = 0.0, {}
+        for k, coef, ratio in zip(self.steps_1_2, (a.c1, a.c2), self.ratios(idx)):
+            adv = self.rollout["adv"][k - 1][idx]
+            loss = loss + coef * ppo_clipped_loss(ratio, adv, clip)
+            r = ratio.detach()
+            stats[f"ppo/ratio_{k}step"] = float(r.mean())
+            stats[f"ppo/clip_fraction_{k}step"] = float(((r - 1).abs() > clip).float().mean())
+        return loss, stats
+
+    def train_round(self, round_index: int) -> dict:
+        stats = self.collect_rollouts(round_index)
+        n, b = len(self.rollout["prompts"]), self.cfg.optim.batch_size
+        batches = []
+        for _ in range(self.cfg.ppo.epochs):
+            perm = self.shared_rng.permutation(n)  # same on every process; each permutes its own shard
+            batches += [[perm[i:i + b]] for i in range(0, n, b)]
+        stats.update(self.generator_steps(len(batches), batches))
+        return stats
