@@ -20,6 +20,7 @@ examples:
   lasro sample --config CONFIG.yaml --lora runs/a/lora --prompt "a red car" --out samples/
   lasro rewards                                       # list registered rewards
   lasro bench step --config configs/tiny-jpeg.yaml    # cost of one LaSRO step (JSON)
+  lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
 
 Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
 reward_curve.png, checkpoints/round-N/, lora/pytorch_lora_weights.safetensors
@@ -44,10 +45,10 @@ def _config(args):
 
 
 def cmd_train(args) -> int:
-    from .trainer import LaSROTrainer
+    from .methods import build_trainer
 
     cfg = _config(args)
-    trainer = LaSROTrainer(cfg)
+    trainer = build_trainer(cfg)
     rows = trainer.train(resume=args.resume)
     if trainer.is_main and rows:
         first, last = rows[0], rows[-1]
@@ -161,6 +162,19 @@ def cmd_bench_step(args) -> int:
     return 0
 
 
+def cmd_bench_compare(args) -> int:
+    from .compare import compare, markdown
+
+    labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    results = compare(args.config, labels, seeds, args.queries, args.out, preset=args.preset, overrides=args.set,
+                      eval_every_queries=args.eval_every_queries)
+    print(markdown(results))
+    print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "results.md"),
+                      "curves": [os.path.join(args.out, n) for n in ("curves_queries.png", "curves_wall.png")]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lasro", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,6 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--warmup", type=int, default=1)
     bs.set_defaults(fn=cmd_bench_step)
+    bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
+                      description="Train each method (or variant) with each seed from the same CONFIG until it "
+                                  "reaches the query budget; write results.json, results.md (mean ± std over seeds) "
+                                  "and curves_queries.png / curves_wall.png under --out. Variants: registered "
+                                  "methods, or labels under a `methods:` mapping in CONFIG (label -> config "
+                                  "overrides) or in a --preset.")
+    bc.add_argument("config", metavar="CONFIG", help="base YAML config; optional `methods:` mapping of overrides")
+    bc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+    bc.add_argument("--methods", help="comma-separated methods/variants (default: the `methods:` labels, else "
+                                      "lasro,ppo,dpo,gors,draft); the first is the reference, the rest baselines")
+    bc.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    bc.add_argument("--queries", type=int, help="true-reward query budget per run (default: "
+                                                "algorithm.max_reward_queries of CONFIG)")
+    bc.add_argument("--eval-every-queries", type=int, help="held-out evaluation interval (default: budget / 5)")
+    bc.add_argument("--preset", choices=["ablations"], help="ablations: lasro/configs/bench_ablations.yaml")
+    bc.add_argument("--out", default="runs/compare")
+    bc.set_defaults(fn=cmd_bench_compare)
     return p
 
 

@@ -1,0 +1,245 @@
+"""``lasro bench compare``: methods x seeds at an equal budget of true-reward queries.
+
+Every run starts from the same base config; a *variant* is a label plus config overrides (a registered
+method such as ``ppo``, or an ablation such as ``frozen_surrogate`` from a ``methods:`` mapping in the
+config or a preset). Each run stops at the round that reaches the query budget and is evaluated on the
+held-out prompts every ``eval_every_queries`` queries. Writes ``results.json`` (every run's curve),
+``results.md`` (final reward mean ± std over seeds, queries to reach the best baseline's final 2-step
+reward) and ``curves_queries.png`` / ``curves_wall.png``.
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import yaml
+
+from .config import DEFAULT_CONFIG, ConfigError, config_from_dict, read_config_data
+
+log = logging.getLogger("lasro")
+DEFAULT_VARIANTS = ("lasro", "ppo", "dpo", "gors", "draft")
+PRESETS = {"ablations": os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_ablations.yaml")}
+UNLIMITED_ROUNDS = 10**9  # the query budget, not the round count, ends a compare run
+
+
+@dataclass
+class Variant:
+    label: str
+    method: str
+    overrides: dict
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Deep merge: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def variants(table: dict, labels: list[str] | None) -> list[Variant]:
+    """Variants for ``labels`` (default: every label of ``table``, else the five methods). A label is a
+    key of ``table`` (label -> overrides) or a registered method name; its method is the overrides'
+    ``algorithm.method``, else the label if it names a method, else lasro."""
+    from .methods import list_methods
+
+    chosen = list(labels or (list(table) or DEFAULT_VARIANTS))
+    out = []
+    for label in chosen:
+        if label not in table and label not in list_methods():
+            raise ConfigError(f"bench compare: unknown method or variant '{label}'; methods: "
+                              f"{', '.join(list_methods())}; variants: {', '.join(table) or '(none)'}")
+        overrides = table.get(label) or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"bench compare: methods.{label} must be a mapping of config overrides")
+        method = (overrides.get("algorithm") or {}).get("method") or (label if label in list_methods() else "lasro")
+        out.append(Variant(label, method, _merge(overrides, {"algorithm": {"method": method}})))
+    return out
+
+
+def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str):
+    """The TrainConfig of one (variant, seed) run."""
+    forced = {"seed": seed,
+              "algorithm": {"max_reward_queries": queries, "rounds": UNLIMITED_ROUNDS},
+              "logging": {"output_dir": out_dir, "eval_every_queries": eval_every, "progress": False,
+                          "tensorboard": False, "wandb": False, "checkpoint_every": UNLIMITED_ROUNDS}}
+    return config_from_dict(_merge(_merge(base, variant.overrides), forced))
+
+
+def curve(rows: list[dict]) -> list[dict]:
+    """Evaluated rounds as (queries, wall_seconds, reward_1step, reward_2step)."""
+    return [{"round": r["round"], "queries": r["reward_queries"], "wall_seconds": r["time/wall_seconds"],
+             "reward_1step": r.get("eval/reward_1step_mean"), "reward_2step": r.get("eval/reward_2step_mean")}
+            for r in rows if "eval/reward_1step_mean" in r]
+
+
+def run_one(cfg) -> list[dict]:
+    from .methods import build_trainer
+
+    trainer = build_trainer(cfg)
+    try:
+        return curve(trainer.train())
+    finally:
+        del trainer
+        gc.collect()
+
+
+def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
+            queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
+            overrides: list[str] | None = None, eval_every_queries: int | None = None) -> dict:
+    """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results."""
+    from .methods import MethodNotApplicable
+
+    base = read_config_data(config, overrides)
+    table: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"bench compare: unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
+        with open(PRESETS[preset]) as f:
+            table.update(yaml.safe_load(f)["methods"])
+    table.update(base.pop("methods", None) or {})
+    queries = queries or (base.get("algorithm") or {}).get("max_reward_queries") or 0
+    if queries < 1:
+        raise ConfigError("bench compare needs a query budget: --queries N (or algorithm.max_reward_queries)")
+    eval_every = eval_every_queries or (base.get("logging") or {}).get("eval_every_queries") or max(1, queries // 5)
+    results = {"config": config, "preset": preset, "queries": queries, "eval_every_queries": eval_every,
+               "seeds": list(seeds), "methods": {}}
+    os.makedirs(out, exist_ok=True)
+    for v in variants(table, labels):
+        entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
+                                               "skipped": None}
+        for seed in seeds:
+            try:
+                cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"))
+                log.info("bench compare: %s (method %s), seed %d, budget %d queries", v.label, v.method, seed, queries)
+                entry["runs"].append({"seed": seed, "output_dir": cfg.logging.output_dir, "curve": run_one(cfg)})
+            except MethodNotApplicable as e:
+                entry["skipped"], entry["runs"] = str(e), []
+                log.warning("bench compare: %s skipped: %s", v.label, e)
+                break
+            write_results(results, out)
+    write_results(results, out)
+    return results
+
+
+# ------------------------------------------------------------------ reports
+def _final(run: dict, key: str) -> float:
+    return run["curve"][-1][key]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def mean_curve(runs: list[dict], key: str, x_key: str = "queries") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean and std over seeds of ``key`` at each evaluation (seeds of one variant evaluate at the same
+    query counts; curves are cut to the shortest)."""
+    length = min(len(r["curve"]) for r in runs)
+    x = np.mean([[p[x_key] for p in r["curve"][:length]] for r in runs], axis=0)
+    y = np.array([[p[key] for p in r["curve"][:length]] for r in runs], dtype=float)
+    return x, y.mean(0), y.std(0)
+
+
+def queries_to_reach(runs: list[dict], target: float) -> float | None:
+    """Queries at the first evaluation where the seed-mean 2-step reward reaches ``target`` (None: never)."""
+    x, y, _ = mean_curve(runs, "reward_2step")
+    hit = np.flatnonzero(y >= target - 1e-12)
+    return float(x[hit[0]]) if len(hit) else None
+
+
+def summary(results: dict) -> list[dict]:
+    """One row per variant: final rewards (mean, std over seeds) and queries to reach the best baseline's
+    final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline."""
+    done = {label: m for label, m in results["methods"].items() if m["runs"]}
+    finals = {label: _mean_std([_final(r, "reward_2step") for r in m["runs"]])[0] for label, m in done.items()}
+    baselines = [label for label in list(results["methods"])[1:] if label in finals]
+    best = max(baselines, key=finals.get) if baselines else None
+    target = finals[best] if best else None
+    rows, best_queries = [], None
+    for label, m in results["methods"].items():
+        row = {"label": label, "method": m["method"], "runs": len(m["runs"]), "skipped": m["skipped"]}
+        if m["runs"]:
+            row["final_queries"] = _mean_std([_final(r, "queries") for r in m["runs"]])[0]
+            for k in (1, 2):
+                row[f"reward_{k}step"] = _mean_std([_final(r, f"reward_{k}step") for r in m["runs"]])
+            if target is not None:
+                row["queries_to_target"] = queries_to_reach(m["runs"], target)
+                if label == best:
+                    best_queries = row["queries_to_target"]
+        rows.append(row)
+    for row in rows:
+        q = row.get("queries_to_target")
+        row["speedup_vs_best_baseline"] = best_queries / q if q and best_queries else None
+    return [dict(r, best_baseline=best, target_2step=target) for r in rows]
+
+
+def markdown(results: dict) -> str:
+    rows = summary(results)
+    best = rows[0]["best_baseline"] if rows else None
+    target = rows[0]["target_2step"] if rows else None
+    head = (f"# bench compare: {results['queries']} true-reward queries per run, seeds {results['seeds']}\n\n"
+            + (f"Best baseline: **{best}** (final 2-step reward {target:.4g}).\n\n" if best else "")
+            + "| method | runs | final queries | 1-step reward | 2-step reward | queries to best baseline's "
+              "final 2-step | best baseline's queries / these |\n|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
+        if r["skipped"]:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+            continue
+        if not r["runs"]:
+            continue
+        rewards = [f"{m:.4g} ± {s:.2g}" for m, s in (r["reward_1step"], r["reward_2step"])]
+        if "queries_to_target" not in r:
+            reach = "–"
+        elif r["queries_to_target"] is None:
+            reach = "not reached"
+        else:
+            reach = f"{r['queries_to_target']:.0f}"
+        ratio = f"{r['speedup_vs_best_baseline']:.2f}×" if r["speedup_vs_best_baseline"] else "–"
+        lines.append(f"| {name} | {r['runs']} | {r['final_queries']:.0f} | {rewards[0]} | {rewards[1]} | {reach} | "
+                     f"{ratio} |")
+    notes = ("\nRewards: held-out prompts, fixed seeds, at the round that reached the budget (mean ± std over "
+             "seeds). Queries to target: first evaluation (every "
+             f"{results['eval_every_queries']} queries) where the seed-mean 2-step reward reaches the best "
+             "baseline's final one; the last column > 1 means fewer queries than that baseline.\n")
+    return head + "\n".join(lines) + "\n" + notes
+
+
+def plot_curves(results: dict, x_key: str, xlabel: str, path: str) -> None:
+    """Held-out 1- and 2-step reward against ``x_key``: mean over seeds, band of ± one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, k in zip(axes, (1, 2)):
+        for label, m in results["methods"].items():
+            if not m["runs"]:
+                continue
+            x, mean, std = mean_curve(m["runs"], f"reward_{k}step", x_key)
+            ax.plot(x, mean, marker="o", label=label)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        ax.set_title(f"{k}-step samples")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("held-out mean reward")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_results(results: dict, out: str) -> None:
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({**results, "summary": summary(results)}, f, indent=1)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(markdown(results))
+    plot_curves(results, "queries", "true-reward queries", os.path.join(out, "curves_queries.png"))
+    plot_curves(results, "wall_seconds", "wall seconds", os.path.join(out, "curves_wall.png"))

@@ -1,0 +1,81 @@
+"""``lasro bench compare``: methods x seeds at an equal query budget, on the tiny model."""
+import json
+
+import pytest
+import yaml
+
+from lasro.cli import main
+from lasro.compare import PRESETS, summary, variants
+from lasro.config import ConfigError, config_from_dict
+
+
+def _base_config(path, tiny_dir, methods=None):
+    data = {"reward": "jpeg_compressibility", "model": {"pretrained": tiny_dir}, "lora": {"rank": 2, "alpha": 4},
+            "surrogate": {"batch_pairs": 2, "lora_rank": 2, "lora_alpha": 2},
+            "exploration": {"samples_per_prompt": 2, "prompts_per_round": 2},
+            "algorithm": {"pretrain_collect_rounds": 0, "pretrain_surrogate_steps": 2, "generator_steps": 1,
+                          "surrogate_steps": 1},
+            "optim": {"batch_size": 2, "lr": 1e-3},
+            "prompts": {"train": ["a red circle", "a blue square"], "eval": ["a red square"], "eval_seeds": 1}}
+    if methods:
+        data["methods"] = methods
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_compare_two_methods_two_seeds_writes_results_table_and_curves(tiny_dirs, tmp_path, capsys):
+    config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"], methods={"gors": {"gors": {"top_fraction": 0.5}}})
+    out = tmp_path / "cmp"
+    assert main(["bench", "compare", config, "--methods", "lasro,gors,draft", "--seeds", "0,1", "--queries", "16",
+                 "--eval-every-queries", "8", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["methods"]) == ["lasro", "gors", "draft"] and results["queries"] == 16
+    assert "not differentiable" in results["methods"]["draft"]["skipped"] and not results["methods"]["draft"]["runs"]
+    assert results["methods"]["gors"]["overrides"]["gors"] == {"top_fraction": 0.5}
+    for label in ("lasro", "gors"):
+        runs = results["methods"][label]["runs"]
+        assert [r["seed"] for r in runs] == [0, 1]
+        for run in runs:
+            points = run["curve"]
+            assert set(points[0]) == {"round", "queries", "wall_seconds", "reward_1step", "reward_2step"}
+            assert points[-1]["queries"] >= 16 and all(p["queries"] < 16 for p in points[:-1])  # stops at the budget
+    # gors spends 8 queries a round: evaluated at 0, 8 and 16
+    assert [p["queries"] for p in results["methods"]["gors"]["runs"][0]["curve"]] == [0, 8, 16]
+    rows = {r["label"]: r for r in results["summary"]}
+    assert rows["lasro"]["best_baseline"] == "gors" and rows["gors"]["speedup_vs_best_baseline"] == 1.0
+    table = (out / "results.md").read_text()
+    assert "| gors | 2 | 16 |" in table and "±" in table and "| draft | skipped:" in table
+    for png in ("curves_queries.png", "curves_wall.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| lasro | 2 |" in capsys.readouterr().out
+
+
+def test_ablation_preset_names_valid_variants(tmp_path):
+    with open(PRESETS["ablations"]) as f:
+        table = yaml.safe_load(f)["methods"]
+    found = {v.label: v for v in variants(table, None)}
+    assert list(found) == ["lasro", "on_policy", "frozen_surrogate", "two_step_only", "pixel_surrogate"]
+    assert all(v.method == "lasro" for v in found.values())
+    for v in found.values():  # every variant is a valid config
+        config_from_dict({k: val for k, val in v.overrides.items()})
+    assert found["frozen_surrogate"].overrides["algorithm"]["surrogate_steps"] == 0
+    assert found["frozen_surrogate"].overrides["exploration"]["t1_range"] == [300, 700]
+    assert found["pixel_surrogate"].overrides["surrogate"]["space"] == "pixel"
+    with pytest.raises(ConfigError, match="unknown method or variant 'reinforce'"):
+        variants(table, ["reinforce"])
+
+
+def test_summary_reports_unreached_targets():
+    def run(*rewards):
+        return {"curve": [{"queries": 10 * i, "wall_seconds": i, "reward_1step": r, "reward_2step": r}
+                          for i, r in enumerate(rewards)]}
+    results = {"methods": {"lasro": {"method": "lasro", "skipped": None, "runs": [run(0, 2, 3), run(0, 1, 3)]},
+                           "ppo": {"method": "ppo", "skipped": None, "runs": [run(0, 1, 2), run(0, 2, 2)]},
+                           "dpo": {"method": "dpo", "skipped": None, "runs": [run(0, 0, 1), run(0, 0, 0)]}}}
+    rows = {r["label"]: r for r in summary(results)}
+    assert rows["lasro"]["best_baseline"] == "ppo" and rows["lasro"]["target_2step"] == 2
+    # seed means: lasro 0, 1.5, 3 -> reaches 2 at 20 queries; ppo 0, 1.5, 2 -> at 20; dpo never
+    assert rows["lasro"]["queries_to_target"] == 20 and rows["ppo"]["queries_to_target"] == 20
+    assert rows["lasro"]["speedup_vs_best_baseline"] == 1.0
+    assert rows["dpo"]["queries_to_target"] is None and rows["dpo"]["speedup_vs_best_baseline"] is None
+    assert rows["lasro"]["reward_2step"] == (3.0, 0.0)
