@@ -101,6 +101,24 @@ def test_clip_score_from_local_folder(tmp_path, clip_parts):
     assert (np.abs(out.info["cosine"]) <= 1 + 1e-6).all() and np.ptp(out.info["cosine"]) > 0
 
 
+def test_clip_score_differentiable_form_matches_and_has_a_gradient(clip_parts):
+    model, processor = clip_parts
+    reward = build_reward({"name": "clip_score", "kwargs": {"model": model, "processor": processor, "device": "cpu"}})
+    assert reward.is_differentiable and not build_reward({"name": "pickscore", "kwargs": {
+        "model": model, "processor": processor, "device": "cpu"}}).is_differentiable
+    rng = np.random.default_rng(1)
+    for side in (IMAGE, 2 * IMAGE):  # no resize: exact; a resize: bicubic in torch vs PIL, close
+        arrays = rng.integers(0, 256, (3, side, side, 3), dtype=np.uint8)
+        pixels = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
+        scores = reward.differentiable(pixels, PROMPTS)
+        expected = reward([Image.fromarray(a) for a in arrays], PROMPTS).scores
+        np.testing.assert_allclose(scores.detach().numpy(), expected, atol=1e-3 if side == IMAGE else 1.0)
+        # the score clips negative cosines at 0 (no gradient there); the cosine itself reaches the pixels
+        cosine = reward.fn.cosine_from_pixel_values(reward.fn.differentiable_pixel_values(pixels), PROMPTS)
+        cosine.sum().backward()
+        assert pixels.grad.abs().sum() > 0
+
+
 def test_pickscore_uses_injected_model_and_its_logit_scale(clip_parts):
     model, processor = clip_parts
     seen = _count_calls(model.vision_model)

@@ -45,14 +45,34 @@ class ClipSimilarity(HubReward):
 
     def cosine(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
         """Per-pair cosine similarity of image i and prompt i."""
+        return self.cosine_from_pixel_values(self.pixel_values(images), prompts)
+
+    def cosine_from_pixel_values(self, pixel_values: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         tokens = self.processor.tokenizer(prompts, padding=True, truncation=True, max_length=77,
                                           return_tensors="pt").to(self.device)
-        image_emb = projected(self.model.get_image_features(pixel_values=self.pixel_values(images))).float()
+        image_emb = projected(self.model.get_image_features(pixel_values=pixel_values)).float()
         text_emb = projected(self.model.get_text_features(input_ids=tokens["input_ids"],
                                                           attention_mask=tokens["attention_mask"])).float()
         image_emb = torch.nn.functional.normalize(image_emb, dim=-1)
         text_emb = torch.nn.functional.normalize(text_emb, dim=-1)
         return (image_emb * text_emb).sum(-1)
+
+    def differentiable_pixel_values(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image processor's resize (shortest edge, bicubic, antialiased), centre crop and normalisation
+        done in torch on float RGB [B, 3, H, W] in [0, 1], so gradients reach the pixels. Matches the
+        processor exactly when no resize is needed, up to interpolation differences otherwise."""
+        ip = getattr(self.processor, "image_processor", self.processor)
+        short, (ch, cw) = ip.size["shortest_edge"], (ip.crop_size["height"], ip.crop_size["width"])
+        h, w = pixels.shape[-2:]
+        size = (max(ch, int(h * short / min(h, w))), max(cw, int(w * short / min(h, w))))
+        x = pixels.float()
+        if size != (h, w):
+            x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+        top, left = (x.shape[-2] - ch) // 2, (x.shape[-1] - cw) // 2
+        x = x[..., top:top + ch, left:left + cw]
+        mean = torch.tensor(ip.image_mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(ip.image_std, device=x.device).view(1, -1, 1, 1)
+        return ((x - mean) / std).to(self.device, self.dtype)
 
     def score_batch(self, images, prompts, metadata):
         cos = self.cosine(images, prompts)
@@ -75,6 +95,11 @@ class ClipScore(ClipSimilarity):
     def score_batch(self, images, prompts, metadata):
         scores, info = super().score_batch(images, prompts, metadata)
         return np.maximum(scores, 0.0), info
+
+    def differentiable(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """The CLIP score with autograd from float RGB pixels in [0, 1] (for the DRaFT baseline)."""
+        cos = self.cosine_from_pixel_values(self.differentiable_pixel_values(pixels), prompts)
+        return self.scale() * cos.clamp(min=0)
 
 
 PICKSCORE = "PickScore: human-preference CLIP-H fine-tuned on Pick-a-Pic (logit scale x cosine, about 18-24)"
