@@ -221,8 +221,7 @@ class LaSROTrainer:
         """Score this process's k-step outputs with the true reward (counted in ``reward_queries``) and gather
         them step by step, so every process holds every sample in the order one process would.
 
-        Returns global ``latents``, ``prompts``, ``rewards``, ``steps`` (step-major) and this process's
-        ``local_rewards`` (step-major too)."""
+        Returns the global ``latents``, ``prompts``, ``rewards`` and ``steps``, step-major."""
         acc, n = self.acc, len(prompts)
         k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
         local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
@@ -231,8 +230,7 @@ class LaSROTrainer:
                              for r in np.split(local_rewards, len(outs))]).numpy()
         steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
         self.reward_queries += len(rewards)
-        return {"latents": latents, "prompts": global_prompts * len(outs), "rewards": rewards, "steps": steps,
-                "local_rewards": local_rewards}
+        return {"latents": latents, "prompts": global_prompts * len(outs), "rewards": rewards, "steps": steps}
 
     @staticmethod
     def reward_stats(rewards: np.ndarray, steps: np.ndarray) -> dict:
