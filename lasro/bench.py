@@ -1,5 +1,6 @@
 """``lasro bench step``: the cost of one LaSRO generator step against a bare 2-step LoRA
-forward+backward on the same batch (the floor any reward-backprop method pays)."""
+forward+backward on the same batch (the floor any reward-backprop method pays).
+``lasro bench overlap``: one collection round with the reward scored inline vs in a worker thread."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,14 +30,18 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - t
 
 
+def _quiet(cfg, tmp: str):
+    """The config with logging into ``tmp`` and no trackers: benchmarks leave no run behind."""
+    return dataclasses.replace(
+        cfg, optim=dataclasses.replace(cfg.optim, gradient_accumulation_steps=1),
+        logging=dataclasses.replace(cfg.logging, output_dir=tmp, tensorboard=False, wandb=False, progress=False))
+
+
 def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
     from .trainer import LaSROTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = dataclasses.replace(
-            cfg, optim=dataclasses.replace(cfg.optim, gradient_accumulation_steps=1),
-            logging=dataclasses.replace(cfg.logging, output_dir=tmp, tensorboard=False, wandb=False, progress=False))
-        tr = LaSROTrainer(cfg)
+        tr = LaSROTrainer(_quiet(cfg, tmp))
         dev = tr.acc.device
         prompts = tr.train_prompts[: cfg.optim.batch_size]
         prompts = (prompts * cfg.optim.batch_size)[: cfg.optim.batch_size]
@@ -73,4 +78,35 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             "lasro_step_s": round(lasro_s, 4), "bare_2step_lora_fwd_bwd_s": round(bare_s, 4),
             "ratio": round(lasro_s / bare_s, 3), "peak_memory_mib": round(_peak_memory_mib(dev), 1),
             "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
+        }
+
+
+def bench_overlap(cfg, repeats: int = 3, warmup: int = 1) -> dict:
+    """Median seconds of ``collect`` (sample, decode, score, buffer) with scoring inline and overlapped,
+    alternating the two so drift in machine load hits both alike."""
+    from .trainer import LaSROTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        own = dataclasses.replace(cfg, exploration=dataclasses.replace(cfg.exploration))  # toggled below
+        tr = LaSROTrainer(_quiet(own, tmp))
+        dev = tr.acc.device
+
+        def collect(overlap: bool):
+            tr.cfg.exploration.overlap_scoring = overlap
+            return _timed(lambda: tr.collect(0), dev)
+
+        for _ in range(warmup):
+            collect(False), collect(True)
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(repeats):
+            for overlap in (False, True):
+                times[overlap].append(collect(overlap))
+        inline_s, overlap_s = statistics.median(times[False]), statistics.median(times[True])
+        ex = cfg.exploration
+        return {
+            "model": cfg.model.pretrained, "reward": str(cfg.reward), "device": str(dev),
+            "samples_per_round": ex.prompts_per_round * ex.samples_per_prompt * len(tr.steps_1_2),
+            "chunk": tr._chunk, "repeats": repeats, "inline_s": round(inline_s, 4),
+            "overlapped_s": round(overlap_s, 4), "speedup": round(inline_s / overlap_s, 3),
+            "torch_threads": torch.get_num_threads(),
         }

@@ -20,6 +20,7 @@ examples:
   lasro sample --config CONFIG.yaml --lora runs/a/lora --prompt "a red car" --out samples/
   lasro rewards                                       # list registered rewards
   lasro bench step --config configs/tiny-jpeg.yaml    # cost of one LaSRO step (JSON)
+  lasro bench overlap                                 # reward scoring inline vs overlapped with sampling
   lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
 
 Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
@@ -162,6 +163,13 @@ def cmd_bench_step(args) -> int:
     return 0
 
 
+def cmd_bench_overlap(args) -> int:
+    from .bench import bench_overlap
+
+    print(json.dumps(bench_overlap(_config(args), repeats=args.repeats, warmup=args.warmup)))
+    return 0
+
+
 def cmd_bench_compare(args) -> int:
     from .compare import compare, markdown
 
@@ -253,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeats", type=int, default=3)
     bs.add_argument("--warmup", type=int, default=1)
     bs.set_defaults(fn=cmd_bench_step)
+    bo = b.add_parser("overlap", help="seconds of one collection round, reward scored inline vs overlapped "
+                                      "with sampling")
+    bo.add_argument("--config", help="YAML config (default: the demo)")
+    bo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bo.add_argument("--repeats", type=int, default=3)
+    bo.add_argument("--warmup", type=int, default=1)
+    bo.set_defaults(fn=cmd_bench_overlap)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
                       description="Train each method (or variant) with each seed from the same CONFIG until it "
                                   "reaches the query budget; write results.json, results.md (mean ± std over seeds) "

@@ -69,6 +69,9 @@ class ExplorationConfig:
     prompts_per_round: int = 8  # prompts collected and scored per round (global)
     t1_range: list[int] | None = None  # e.g. [300, 700]: random t1 for collected samples
     perturb_std: float = 0.0  # std of a latent perturbation added to half of the collected samples
+    # Decode and score each chunk of collected samples in a worker thread while the next chunk samples
+    # (`lasro bench overlap` measures what it saves on your machine and reward).
+    overlap_scoring: bool = True
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .buffer import ReplayBuffer, ranked_pairs
 from .config import TrainConfig, config_to_dict
 from .generators.few_step import FewStepGenerator, PromptEmbeds
 from .normalizer import EMAScoreNormalizer
+from .overlap import BackgroundScorer
 from .prompts import resolve_prompts
 from .rewards import build_judges, build_reward
 from .surrogate import LatentSurrogate, PixelSurrogate, bradley_terry_loss
@@ -217,20 +218,46 @@ class LaSROTrainer:
         return ([p for p in chosen_prompts for _ in range(ex.samples_per_prompt)],
                 [p for p in local for _ in range(ex.samples_per_prompt)])
 
-    def _score_and_gather(self, outs: list[torch.Tensor], prompts: list[str], global_prompts: list[str]) -> dict:
+    def _score_and_gather(self, outs: list[torch.Tensor], prompts: list[str], global_prompts: list[str],
+                          local_rewards: np.ndarray | None = None) -> dict:
         """Score this process's k-step outputs with the true reward (counted in ``reward_queries``) and gather
         them step by step, so every process holds every sample in the order one process would.
+        ``local_rewards`` (step-major) are scores already computed for ``outs``, e.g. while sampling.
 
         Returns the global ``latents``, ``prompts``, ``rewards`` and ``steps``, step-major."""
         acc, n = self.acc, len(prompts)
-        k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
-        local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
+        if local_rewards is None:
+            k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
+            local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
         latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
         rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
                              for r in np.split(local_rewards, len(outs))]).numpy()
         steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
         self.reward_queries += len(rewards)
         return {"latents": latents, "prompts": global_prompts * len(outs), "rewards": rewards, "steps": steps}
+
+    def _sample_and_score(self, noise, prompts: list[str], eps, t1, perturb) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Sample in chunks; each chunk is decoded and scored (in a worker thread with
+        ``exploration.overlap_scoring``) while the next one samples. Returns the k-step outputs and the
+        local rewards, step-major, exactly as one unchunked pass would order them."""
+        chunk, n = self._chunk, len(prompts)
+        parts: list[list[torch.Tensor]] = []
+        with BackgroundScorer(self._score_latents, enabled=self.cfg.exploration.overlap_scoring) as scorer:
+            for i in range(0, n, chunk):
+                sl = slice(i, i + chunk)
+                outs = self.gen.sample(self.base_unet, noise[sl], self.embeds(prompts[sl]),
+                                       renoise=None if eps is None else [e[sl] for e in eps],
+                                       t1=None if t1 is None else t1[sl])
+                if perturb is not None:
+                    outs = [x + p[sl].to(x.dtype) for x, p in zip(outs, perturb)]
+                parts.append(outs)
+                m = outs[0].shape[0]
+                scorer.submit(torch.cat(outs), prompts[sl] * len(outs), np.repeat(np.arange(1, len(outs) + 1), m))
+            scores = [out.scores for _, out in scorer.results()]
+        k = len(parts[0])
+        outs = [torch.cat([p[j] for p in parts]) for j in range(k)]
+        by_step = [np.concatenate([np.split(s, k)[j] for s in scores]) for j in range(k)]
+        return outs, np.concatenate(by_step)
 
     @staticmethod
     def reward_stats(rewards: np.ndarray, steps: np.ndarray) -> dict:
@@ -253,12 +280,13 @@ class LaSROTrainer:
         if explore and ex.t1_range is not None and eps is not None:
             lo, hi = ex.t1_range
             t1 = torch.from_numpy(self._integers(lo, hi + 1, n))
-        outs = self.gen.sample(self.base_unet, noise, self.embeds(prompts), renoise=eps, t1=t1)
-        if explore and ex.perturb_std > 0:
+        perturb = None
+        if explore and ex.perturb_std > 0:  # drawn up front: the same draws as perturbing after sampling
             global_index = torch.arange(n, device=noise.device) + self.acc.process_index * n
             mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
-            outs = [x + ex.perturb_std * mask * self._randn(x.shape).to(x.dtype) for x in outs]
-        got = self._score_and_gather(outs, prompts, global_prompts)
+            perturb = [ex.perturb_std * mask * self._randn(noise.shape) for _ in self.steps_1_2]
+        outs, local_rewards = self._sample_and_score(noise, prompts, eps, t1, perturb)
+        got = self._score_and_gather(outs, prompts, global_prompts, local_rewards)
         latents, all_prompts, rewards, steps = got["latents"], got["prompts"], got["rewards"], got["steps"]
         stats = {}
         if self.surrogate is not None:

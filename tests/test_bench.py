@@ -10,3 +10,15 @@ def test_bench_step_reports_both_timings_and_their_ratio(tmp_path):
     assert abs(result["ratio"] - result["lasro_step_s"] / result["bare_2step_lora_fwd_bwd_s"]) < 0.01
     assert result["batch"] == cfg.optim.batch_size and result["steps"] == 2 and result["peak_memory_mib"] > 0
     assert cfg.logging.output_dir == str(tmp_path / "unused")  # the caller's config is left as it was
+
+
+def test_bench_overlap_times_both_ways_and_leaves_the_config_alone(tmp_path, capsys):
+    from lasro.bench import bench_overlap
+
+    cfg = tiny_train_config(tmp_path / "unused", "tiny:sdxl", exploration={"prompts_per_round": 4,
+                                                                           "samples_per_prompt": 4})
+    result = bench_overlap(cfg, repeats=1, warmup=0)
+    assert result["inline_s"] > 0 and result["overlapped_s"] > 0
+    assert abs(result["speedup"] - result["inline_s"] / result["overlapped_s"]) < 0.01
+    assert result["samples_per_round"] == 32 and result["chunk"] < 16
+    assert cfg.exploration.overlap_scoring is True

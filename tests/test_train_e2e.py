@@ -170,3 +170,22 @@ def test_eval_rewards_take_no_weight(tiny_dirs, tmp_path):
                             eval_rewards=[{"name": "jpeg_incompressibility", "weight": 2}])
     with pytest.raises(ValueError, match="judges are reported one by one"):
         LaSROTrainer(cfg)
+
+
+def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_path):
+    buffers = []
+    for overlap in (False, True):
+        cfg = tiny_train_config(tmp_path / f"run{overlap}", tiny_dirs["sdxl"],
+                                exploration={"prompts_per_round": 3, "samples_per_prompt": 4, "t1_range": [300, 700],
+                                             "perturb_std": 0.1, "overlap_scoring": overlap})
+        trainer = LaSROTrainer(cfg)
+        assert trainer._chunk < 12  # several chunks: the reordering is exercised
+        trainer.collect(0)
+        buffers.append(trainer.buffer)
+    a, b = buffers
+    assert a.prompts == b.prompts and list(a.steps) == list(b.steps)
+    torch.testing.assert_close(a.latents, b.latents, rtol=0, atol=0)
+    assert list(a.rewards) == list(b.rewards)
+    # each buffered reward belongs to its own latent, prompt and step count
+    _, direct = trainer._score_latents(b.latents.float(), b.prompts, b.steps)
+    assert list(direct.scores) == list(b.rewards)
