@@ -99,6 +99,8 @@ class AlgorithmConfig:
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
     # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
     min_pair_accuracy: float = 0.0
+    # ...averaged over this many latest collections: one round's estimate (a few hundred pairs) is noisy
+    pair_accuracy_window: int = 1
 
 
 @dataclass
@@ -267,7 +269,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "lora.rank": cfg.lora.rank, "surrogate.batch_pairs": cfg.surrogate.batch_pairs,
         "logging.eval_every": cfg.logging.eval_every, "prompts.eval_seeds": cfg.prompts.eval_seeds,
         "surrogate.pixel_channels": cfg.surrogate.pixel_channels, "surrogate.pixel_layers": cfg.surrogate.pixel_layers,
-        "ppo.epochs": cfg.ppo.epochs,
+        "ppo.epochs": cfg.ppo.epochs, "algorithm.pair_accuracy_window": cfg.algorithm.pair_accuracy_window,
     }
     for key, v in positive.items():
         if v < 1:

@@ -146,6 +146,7 @@ class LaSROTrainer:
         self.reward_queries = 0
         self._nonfinite = {"generator": 0, "surrogate": 0}
         self.last_pair_accuracy = float("nan")
+        self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
         self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
         self._t_start = time.time()
         self._embed_cache: dict[str, PromptEmbeds] = {}
@@ -292,6 +293,9 @@ class LaSROTrainer:
         if self.surrogate is not None:
             self.last_pair_accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
             stats["surrogate/pair_accuracy"] = self.last_pair_accuracy
+            if np.isfinite(self.last_pair_accuracy):
+                keep = self.cfg.algorithm.pair_accuracy_window
+                self.pair_accuracy_history = (self.pair_accuracy_history + [self.last_pair_accuracy])[-keep:]
         self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
         return {**stats, **self.reward_stats(rewards, steps)}
 
@@ -310,11 +314,20 @@ class LaSROTrainer:
         s = torch.cat(scores).numpy()
         return float(np.mean(s[win] > s[lose]))
 
+    def gate_accuracy(self) -> float:
+        """Mean held-out pair accuracy of the last ``algorithm.pair_accuracy_window`` collections (NaN
+        until there are that many, or when the latest had no pair)."""
+        w = self.cfg.algorithm.pair_accuracy_window
+        recent = self.pair_accuracy_history[-w:]
+        if len(recent) < w or not np.isfinite(self.last_pair_accuracy):
+            return float("nan")
+        return float(np.mean(recent))
+
     def _surrogate_trusted(self) -> bool:
-        """Whether the latest held-out pair accuracy clears ``algorithm.min_pair_accuracy``; the surrogate
-        is measured on each collection before it trains on it, so this is never a training-set figure."""
+        """Whether the held-out pair accuracy (``gate_accuracy``) clears ``algorithm.min_pair_accuracy``; the
+        surrogate is measured on each collection before it trains on it, so this is never a training-set figure."""
         floor = self.cfg.algorithm.min_pair_accuracy
-        return floor <= 0 or (np.isfinite(self.last_pair_accuracy) and self.last_pair_accuracy >= floor)
+        return floor <= 0 or self.gate_accuracy() >= floor
 
     # ------------------------------------------------------------- surrogate
     def surrogate_step(self) -> float | None:
@@ -482,6 +495,7 @@ class LaSROTrainer:
         if self.is_main:
             state = {"round": self.round, "reward_queries": self.reward_queries, "elapsed": self.wall_seconds(),
                      "last_pair_accuracy": self.last_pair_accuracy, "method": self.method,
+                     "pair_accuracy_history": self.pair_accuracy_history,
                      "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()},
                      "num_processes": self.acc.num_processes, "config": config_to_dict(self.cfg)}
             path = ckpt.commit(self.out, tmp, self.round, state, self.cfg.logging.checkpoints_total_limit)
@@ -574,6 +588,7 @@ class LaSROTrainer:
             self.norms[int(k)].load_state_dict(v)
         self.round, self.reward_queries = state["round"], state["reward_queries"]
         self.last_pair_accuracy = float(state.get("last_pair_accuracy", float("nan")))
+        self.pair_accuracy_history = [float(v) for v in state.get("pair_accuracy_history", [])]
         self.elapsed, self._t_start = state["elapsed"], time.time()
         self.tracker.truncate_after(self.round)
         log.info("resumed from %s (round %d, %d reward queries)", path, self.round, self.reward_queries)
@@ -619,9 +634,9 @@ class LaSROTrainer:
             gen_stats = self.generator_steps(a.generator_steps)
         else:
             gen_stats = {"generator/gated": 1.0}
-            log.info("round %d: surrogate pair accuracy %.3f < algorithm.min_pair_accuracy %.3f: generator "
-                     "steps skipped, surrogate keeps training", round_index, self.last_pair_accuracy,
-                     a.min_pair_accuracy)
+            log.info("round %d: surrogate pair accuracy %.3f (mean of the last %d collections) < "
+                     "algorithm.min_pair_accuracy %.3f: generator steps skipped, surrogate keeps training",
+                     round_index, self.gate_accuracy(), a.pair_accuracy_window, a.min_pair_accuracy)
         stats = {**gen_stats, **self.collect(round_index)}
         stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
         return stats

@@ -189,3 +189,22 @@ def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_p
     # each buffered reward belongs to its own latent, prompt and step count
     _, direct = trainer._score_latents(b.latents.float(), b.prompts, b.steps)
     assert list(direct.scores) == list(b.rewards)
+
+
+def test_gate_uses_the_mean_of_the_last_window_of_pair_accuracies(tiny_dirs, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"min_pair_accuracy": 0.6,
+                                                                           "pair_accuracy_window": 3})
+    tr = LaSROTrainer(cfg)
+    for _ in range(4):
+        tr.collect(0)
+    assert len(tr.pair_accuracy_history) == 3  # bounded to the window
+    tr.last_pair_accuracy, tr.pair_accuracy_history = 0.9, [0.9]
+    assert not tr._surrogate_trusted()  # one lucky round is not enough
+    tr.pair_accuracy_history = [0.4, 0.45, 0.9]
+    assert tr.gate_accuracy() == pytest.approx(0.5833, abs=1e-3) and not tr._surrogate_trusted()
+    tr.pair_accuracy_history = [0.5, 0.5, 0.9]
+    assert tr._surrogate_trusted()
+    tr.save_checkpoint()
+    resumed = LaSROTrainer(cfg)
+    resumed.load_checkpoint("latest")
+    assert resumed.pair_accuracy_history == [0.5, 0.5, 0.9] and resumed._surrogate_trusted()
