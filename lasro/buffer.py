@@ -7,15 +7,19 @@ import numpy as np
 import torch
 
 
-def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Every (winner, loser) pair of the same prompt and step count whose reward gap exceeds ``margin``."""
-    rewards = np.asarray(rewards, dtype=np.float64)
+def same_prompt_groups(prompts: list[str], steps) -> list[np.ndarray]:
+    """Indices of the samples sharing a prompt and step count, one array per group, in first-seen order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, key in enumerate(zip(prompts, np.asarray(steps).tolist())):
         groups[key].append(i)
+    return [np.asarray(idx) for idx in groups.values()]
+
+
+def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Every (winner, loser) pair of the same prompt and step count whose reward gap exceeds ``margin``."""
+    rewards = np.asarray(rewards, dtype=np.float64)
     win, lose = [], []
-    for idx in groups.values():
-        idx = np.asarray(idx)
+    for idx in same_prompt_groups(prompts, steps):
         r = rewards[idx]
         a, b = np.nonzero(r[:, None] - r[None, :] > margin)
         win.append(idx[a])

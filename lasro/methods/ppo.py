@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from lasro.buffer import same_prompt_groups
 from lasro.methods.base import Baseline
 from lasro.methods.registry import register_method
 
@@ -34,10 +35,7 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
 def per_prompt_advantages(prompts: list[str], steps: np.ndarray, rewards: np.ndarray, clip: float) -> np.ndarray:
     """(r - mean) / std within each (prompt, step count) group, clipped to +-clip; 0 for a lone sample."""
     adv = np.zeros(len(rewards))
-    groups: dict[tuple, list[int]] = {}
-    for i, key in enumerate(zip(prompts, np.asarray(steps).tolist())):
-        groups.setdefault(key, []).append(i)
-    for idx in groups.values():
+    for idx in same_prompt_groups(prompts, steps):
         r = rewards[idx]
         adv[idx] = (r - r.mean()) / (r.std() + 1e-8) if len(idx) > 1 else 0.0
     return np.clip(adv, -clip, clip)
