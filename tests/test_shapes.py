@@ -51,6 +51,26 @@ def test_scenes_match_their_prompt_and_stay_in_their_split():
             assert prompt in set(shapes.split_prompts(split))
 
 
+def test_layout_puts_each_object_in_its_own_grid_cell():
+    rng = np.random.default_rng(1)
+    counts = Counter({("yellow", "triangle"): 1, ("red", "circle"): 2})
+    used = Counter()
+    for _ in range(200):
+        objs = shapes.layout(counts, rng)
+        assert sorted((o.colour, o.shape) for o in objs) == [("red", "circle")] * 2 + [("yellow", "triangle")]
+        cells = []
+        for o in objs:
+            half, col, row = o.size / 2, int(o.cx // 32), int(o.cy // 32)
+            assert col * 32 <= o.cx - half and o.cx + half <= (col + 1) * 32  # inside one cell
+            assert row * 32 <= o.cy - half and o.cy + half <= (row + 1) * 32
+            cells.append((row, col))
+        assert len(set(cells)) == 3
+        used[next(c for o, c in zip(objs, cells) if o.shape == "triangle")] += 1
+    assert len(used) == 4 and min(used.values()) > 20  # any object can land in any cell
+    with pytest.raises(ValueError, match="1-4 objects"):
+        shapes.layout(Counter({("red", "circle"): 5}), rng)
+
+
 def test_detector_exact_match_on_clean_scenes_is_at_least_98_percent():
     rng = np.random.default_rng(123)
     n, exact = 400, 0

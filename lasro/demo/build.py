@@ -43,12 +43,13 @@ class BuildSpec:
 
     seed: int = 0
     scale: float = 1.0
+    layout: str = "grid2x2-shuffled"  # shapes.layout's placement (recorded so a cache of another layout is refused)
     scenes: int = 24000
     text_hidden: int = 64
     text_layers: int = 3
     max_tokens: int = 32
     vae_channels: tuple[int, ...] = (16, 32, 64)
-    vae_steps: int = 1500
+    vae_steps: int = 1000
     vae_batch: int = 32
     vae_lr: float = 1e-3
     unet_channels: tuple[int, ...] = (32, 64, 128)
@@ -180,6 +181,8 @@ class _Progress:
 
 # --------------------------------------------------------------------- stages
 def stage_data(spec: BuildSpec, rng: np.random.Generator):
+    if spec.layout != shapes.LAYOUT:
+        raise ValueError(f"this lasro renders the {shapes.LAYOUT!r} layout; the spec asks for {spec.layout!r}")
     n = spec.count(spec.scenes, 64)
     images, prompts = [], []
     for _ in range(n):

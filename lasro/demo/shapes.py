@@ -1,7 +1,8 @@
 """The "shapes" domain: procedural 64x64 scenes of coloured shapes and the prompts that describe them.
 
-A scene is 1-4 non-overlapping objects (4 colours x 3 shapes) on a white background; its
-prompt lists the objects grouped by kind, e.g. "a blue square and two red triangles".
+A scene is 1-4 objects (4 colours x 3 shapes) on a white background, each in its own random cell
+of a 2x2 grid; its prompt lists the objects grouped by kind, e.g. "a blue square and two
+red triangles".
 Compositions (the multiset of object kinds) are split deterministically into train and
 test, so the test prompts describe compositions the demo model never saw.
 """
@@ -132,25 +133,34 @@ class SceneObject:
     size: float  # side of the bounding square, in pixels
 
 
+LAYOUT = "grid2x2-shuffled"  # name of the placement below, recorded in demo builds
+GRID = 2  # objects occupy distinct cells of a GRID x GRID grid
+
+
 def layout(counts: Counter, rng: np.random.Generator, size: int = IMAGE_SIZE,
-           min_side: float = 12.0, max_side: float = 18.0, gap: float = 3.0) -> list[SceneObject]:
-    """Place the composition's objects at random without overlap (rejection sampling)."""
-    kinds = [k for k, n in counts.items() for _ in range(n)]
-    for _ in range(200):
-        objects: list[SceneObject] = []
-        for colour, shape in kinds:
-            for _ in range(100):
-                side = float(rng.uniform(min_side, max_side))
-                half = side / 2
-                cx, cy = rng.uniform(half + 1, size - half - 1, size=2)
-                if all(max(abs(cx - o.cx), abs(cy - o.cy)) > half + o.size / 2 + gap for o in objects):
-                    objects.append(SceneObject(colour, shape, float(cx), float(cy), side))
-                    break
-            else:
-                break
-        if len(objects) == len(kinds):
-            return objects
-    raise RuntimeError(f"could not place {len(kinds)} objects on a {size}px canvas")
+           min_side: float = 12.0, max_side: float = 18.0, gap: float = 2.0) -> list[SceneObject]:
+    """Place each object in its own randomly chosen cell of a 2x2 grid, at a random size and a
+    random offset inside the cell, so objects never overlap.
+
+    Why cells rather than free placement: with free placement a 4 M-parameter model trained in under
+    an hour on 2 CPU cores bound colours, shapes and counts poorly (teacher ~20% exact-match, README);
+    with objects in prompt order (cell k = k-th object named) the same teacher reached 96%, leaving
+    fine-tuning nothing to do. Random cells keep the binding problem, without clutter or overlap.
+    """
+    kinds = [k for k in KINDS for _ in range(counts.get(k, 0))]
+    if not kinds or len(kinds) > GRID * GRID:
+        raise ValueError(f"a scene holds 1-{GRID * GRID} objects, got {len(kinds)}")
+    cell = size / GRID
+    cells = rng.permutation(GRID * GRID)[: len(kinds)]
+    objects = []
+    for (colour, shape), c in zip(kinds, cells):
+        row, col = divmod(int(c), GRID)
+        side = float(rng.uniform(min_side, max_side))
+        slack = max(0.0, cell / 2 - side / 2 - gap / 2)
+        cx = (col + 0.5) * cell + float(rng.uniform(-slack, slack))
+        cy = (row + 0.5) * cell + float(rng.uniform(-slack, slack))
+        objects.append(SceneObject(colour, shape, cx, cy, side))
+    return objects
 
 
 def render(objects: list[SceneObject], size: int = IMAGE_SIZE, supersample: int = 4) -> Image.Image:
