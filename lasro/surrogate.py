@@ -78,6 +78,9 @@ class LatentSurrogate(nn.Module):
         feat = cfg.block_out_channels[-1]
         self.head = ScoreHead(feat, head_channels or min(feat, 256), head_layers)
         self.register_buffer("timestep", torch.tensor(int(timestep)), persistent=False)
+        # The copies keep the generator's frozen flags; the surrogate starts fully trainable and
+        # `add_backbone_lora` or the `frozen` backbone option freeze what they should.
+        self.requires_grad_(True)
         self.to(unet.dtype)
         # The parts trained from scratch stay fp32 even when the backbone is bf16/fp16.
         self.head.float()

@@ -28,6 +28,24 @@ def test_backbone_is_the_generators_unet_encoder_and_only_adapters_train():
     assert all(p.grad is None for n, p in s.named_parameters() if n not in trainable)
 
 
+def test_full_backbone_trains_although_the_generator_unet_is_frozen():
+    """``surrogate.backbone: full``: the copied encoder weights get gradients, the generator's do not."""
+    from lasro.config import load_config
+    from lasro.trainer import build_surrogate
+
+    gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
+    assert not any(p.requires_grad for p in gen.unet.parameters())
+    cfg = load_config(None, ["surrogate.backbone=full"])
+    s = build_surrogate(cfg, gen)
+    score = s(torch.randn(2, 4, 8, 8), gen.encode_prompts(["a", "b"]), torch.tensor([1, 2]))
+    score.sum().backward()
+    conv = s.down_blocks[0].resnets[0].conv1.weight
+    assert conv.requires_grad and conv.grad is not None and conv.grad.abs().sum() > 0
+    assert gen.unet.down_blocks[0].resnets[0].conv1.weight.grad is None
+    frozen = build_surrogate(load_config(None, ["surrogate.backbone=frozen"]), gen)
+    assert not any(p.requires_grad for p in frozen.backbone_parameters())
+
+
 def test_surrogate_learns_a_synthetic_latent_ranking():
     """Reward = mean of latent channel 0; held-out same-prompt pair accuracy must reach 0.9."""
     torch.manual_seed(0)
