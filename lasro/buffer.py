@@ -34,6 +34,10 @@ class ReplayBuffer:
 
     Pairs are drawn with the newer item's weight ``recency_decay ** age`` so the surrogate
     tracks the current generator while older, off-policy samples still count.
+
+    ``pixels`` (optional, uint8 N x 3 x H x W): the decoded images of the latents, kept for a
+    surrogate that reads pixels so that its training steps need no VAE decode. They are not saved
+    in ``state_dict``: decoding is deterministic, so a resumed run decodes the latents again.
     """
 
     def __init__(self, capacity: int = 4096, recency_decay: float = 0.9):
@@ -42,6 +46,7 @@ class ReplayBuffer:
         self.capacity = capacity
         self.recency_decay = recency_decay
         self.latents: torch.Tensor | None = None
+        self.pixels: torch.Tensor | None = None
         self.prompts: list[str] = []
         self.rewards = np.zeros(0, dtype=np.float64)
         self.steps = np.zeros(0, dtype=np.int64)
@@ -53,14 +58,22 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        return 0 if self.latents is None else self.latents.numel() * self.latents.element_size()
+        return sum(t.numel() * t.element_size() for t in (self.latents, self.pixels) if t is not None)
 
-    def add(self, latents: torch.Tensor, prompts: list[str], rewards, steps, round_index: int) -> None:
+    def add(self, latents: torch.Tensor, prompts: list[str], rewards, steps, round_index: int,
+            pixels: torch.Tensor | None = None) -> None:
         n = latents.shape[0]
         if not (len(prompts) == len(rewards) == len(steps) == n):
             raise ValueError("latents, prompts, rewards and steps must have the same length")
+        if self.latents is not None and (pixels is None) != (self.pixels is None):
+            raise ValueError("give pixels with every add or with none")
+        if pixels is not None and pixels.shape[0] != n:
+            raise ValueError("pixels and latents must have the same length")
         lat = latents.detach().cpu()
         self.latents = lat if self.latents is None else torch.cat([self.latents, lat])
+        if pixels is not None:
+            pix = pixels.detach().cpu()
+            self.pixels = pix if self.pixels is None else torch.cat([self.pixels, pix])
         self.prompts += list(prompts)
         self.rewards = np.concatenate([self.rewards, np.asarray(rewards, dtype=np.float64)])
         self.steps = np.concatenate([self.steps, np.asarray(steps, dtype=np.int64)])
@@ -69,6 +82,8 @@ class ReplayBuffer:
         drop = len(self) - self.capacity
         if drop > 0:
             self.latents = self.latents[drop:].clone()
+            if self.pixels is not None:
+                self.pixels = self.pixels[drop:].clone()
             self.prompts = self.prompts[drop:]
             self.rewards, self.steps, self.rounds = self.rewards[drop:], self.steps[drop:], self.rounds[drop:]
 
@@ -89,6 +104,12 @@ class ReplayBuffer:
         idx = np.asarray(idx, dtype=np.int64)
         return self.latents[torch.from_numpy(idx)], [self.prompts[i] for i in idx], torch.from_numpy(self.steps[idx])
 
+    def gather_pixels(self, idx: np.ndarray) -> torch.Tensor | None:
+        """The stored decoded images of ``idx`` (None when the buffer keeps none)."""
+        if self.pixels is None:
+            return None
+        return self.pixels[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+
     def state_dict(self) -> dict:
         return {"latents": self.latents, "prompts": list(self.prompts), "rewards": self.rewards.copy(),
                 "steps": self.steps.copy(), "rounds": self.rounds.copy()}
@@ -99,4 +120,5 @@ class ReplayBuffer:
         self.rewards = np.asarray(state["rewards"], dtype=np.float64)
         self.steps = np.asarray(state["steps"], dtype=np.int64)
         self.rounds = np.asarray(state["rounds"], dtype=np.int64)
+        self.pixels = None  # the owner decodes the latents again if its surrogate reads pixels
         self._pairs = None

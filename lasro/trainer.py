@@ -289,18 +289,32 @@ class LaSROTrainer:
         outs, local_rewards = self._sample_and_score(noise, prompts, eps, t1, perturb)
         got = self._score_and_gather(outs, prompts, global_prompts, local_rewards)
         latents, all_prompts, rewards, steps = got["latents"], got["prompts"], got["rewards"], got["steps"]
+        pixels = self._buffer_pixels(latents)
         stats = {}
         if self.surrogate is not None:
-            self.last_pair_accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards)
+            self.last_pair_accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards, pixels)
             stats["surrogate/pair_accuracy"] = self.last_pair_accuracy
             if np.isfinite(self.last_pair_accuracy):
                 keep = self.cfg.algorithm.pair_accuracy_window
                 self.pair_accuracy_history = (self.pair_accuracy_history + [self.last_pair_accuracy])[-keep:]
-        self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index)
+        self.buffer.add(latents.to(self.gen.dtype), all_prompts, rewards, steps, round_index, pixels=pixels)
         return {**stats, **self.reward_stats(rewards, steps)}
 
+    @property
+    def _surrogate_reads_pixels(self) -> bool:
+        return getattr(self.surrogate, "reads_pixels", False)
+
     @torch.no_grad()
-    def pair_accuracy(self, latents, prompts, steps, rewards) -> float:
+    def _buffer_pixels(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """The uint8 decoded images a pixel-reading surrogate trains on (None for the latent surrogate)."""
+        if not self._surrogate_reads_pixels:
+            return None
+        chunks = [(self.gen.decode_pixels(latents[i:i + self._chunk].to(self.acc.device)) * 255).round()
+                  .to(torch.uint8).cpu() for i in range(0, latents.shape[0], self._chunk)]
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def pair_accuracy(self, latents, prompts, steps, rewards, pixels: torch.Tensor | None = None) -> float:
         """Share of fresh (never trained on) same-prompt pairs the surrogate orders like the true reward."""
         win, lose = ranked_pairs(prompts, steps, rewards, self.cfg.surrogate.margin)
         if len(win) == 0:
@@ -308,9 +322,10 @@ class LaSROTrainer:
         scores = []
         chunk = self._chunk
         for i in range(0, len(prompts), chunk):
+            extra = {} if pixels is None else {"pixels": pixels[i:i + chunk]}
             with self.acc.autocast():
                 scores.append(self.base_surrogate(latents[i:i + chunk].to(self.acc.device), self.embeds(
-                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk])).float().cpu())
+                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk]), **extra).float().cpu())
         s = torch.cat(scores).numpy()
         return float(np.mean(s[win] > s[lose]))
 
@@ -336,10 +351,13 @@ class LaSROTrainer:
         if len(win) == 0:
             return None  # identical on every process: the buffers are the same
         win, lose = win[self._shard(n)], lose[self._shard(n)]
-        lat, prompts, steps = self.buffer.gather(np.concatenate([win, lose]))
+        idx = np.concatenate([win, lose])
+        lat, prompts, steps = self.buffer.gather(idx)
+        pixels = self.buffer.gather_pixels(idx)
+        extra = {} if pixels is None else {"pixels": pixels}
         self.sur_ddp.train()
         with self.acc.autocast():
-            scores = self.sur_ddp(lat.to(self.acc.device), self.embeds(prompts), steps)
+            scores = self.sur_ddp(lat.to(self.acc.device), self.embeds(prompts), steps, **extra)
         loss = bradley_terry_loss(scores[:n].float(), scores[n:].float())
         self.sur_opt.zero_grad(set_to_none=True)
         self.acc.backward(loss)
@@ -578,6 +596,8 @@ class LaSROTrainer:
             self.sur_opt.load_state_dict(files["optimizers"]["surrogate"])
         self.gen_opt.load_state_dict(files["optimizers"]["generator"])
         self.buffer.load_state_dict(files["buffer"])
+        if self._surrogate_reads_pixels and self.buffer.latents is not None:
+            self.buffer.pixels = self._buffer_pixels(self.buffer.latents)
         rng = files["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])

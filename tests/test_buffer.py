@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from lasro.buffer import ReplayBuffer, ranked_pairs
@@ -55,3 +56,17 @@ def test_normalizer_tracks_mean_and_max_and_clips_at_one():
     big = torch.tensor([10.0], requires_grad=True)
     n(big, update=False).sum().backward()
     assert big.grad.item() == 0.0  # clipped: no gradient where the surrogate has no data
+
+
+def test_pixels_follow_the_fifo_and_are_not_saved():
+    b = ReplayBuffer(capacity=4)
+    for r in range(3):
+        pix = torch.full((2, 3, 4, 4), r, dtype=torch.uint8)
+        b.add(torch.full((2, 4, 2, 2), float(r)), ["a", "b"], [0.0, 1.0], [1, 1], round_index=r, pixels=pix)
+    assert b.pixels.shape[0] == len(b) == 4
+    assert b.gather_pixels(np.array([0, 3]))[:, 0, 0, 0].tolist() == [1, 2]  # round 0 was dropped
+    with pytest.raises(ValueError, match="pixels with every add or with none"):
+        b.add(torch.zeros(1, 4, 2, 2), ["a"], [0.0], [1], round_index=3)
+    c = ReplayBuffer(capacity=4)
+    c.load_state_dict(b.state_dict())
+    assert "pixels" not in b.state_dict() and c.pixels is None and c.gather_pixels(np.array([0])) is None

@@ -164,3 +164,24 @@ def test_pixel_surrogate_trains_and_passes_the_generator_gradient_through_the_de
     score.sum().backward()
     assert score.shape == (2,) and latents.grad.abs().sum() > 0
     assert all(not p.requires_grad for p in trainer.gen.pipe.vae.parameters())  # the VAE stays frozen
+
+
+def test_pixel_surrogate_trains_on_the_buffers_decoded_images_and_a_resume_decodes_them_again(tiny_dirs, tmp_path):
+    """The buffer keeps uint8 decodes of its latents; scoring them equals scoring the latents (up to
+    the uint8 rounding), and a resumed run rebuilds them from the checkpointed latents."""
+    out = tmp_path / "run"
+    cfg = tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"})
+    trainer = build_trainer(cfg)
+    trainer.train()
+    buf = trainer.buffer
+    assert buf.pixels is not None and buf.pixels.dtype == torch.uint8 and buf.pixels.shape[0] == len(buf)
+    idx = np.arange(min(len(buf), 6))
+    lat, prompts, steps = buf.gather(idx)
+    sur = trainer.base_surrogate
+    with torch.no_grad():
+        decoded = sur(lat, trainer.embeds(prompts), steps)
+        cached = sur(lat, trainer.embeds(prompts), steps, pixels=buf.gather_pixels(idx))
+    torch.testing.assert_close(cached, decoded, atol=2e-2, rtol=0)
+    resumed = build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
+    resumed.load_checkpoint("latest")
+    torch.testing.assert_close(resumed.buffer.pixels, buf.pixels)
