@@ -35,14 +35,14 @@ def test_full_backbone_trains_although_the_generator_unet_is_frozen():
 
     gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
     assert not any(p.requires_grad for p in gen.unet.parameters())
-    cfg = load_config(None, ["surrogate.backbone=full"])
+    cfg = load_config(None, ["surrogate.space=latent", "surrogate.backbone=full"])
     s = build_surrogate(cfg, gen)
     score = s(torch.randn(2, 4, 8, 8), gen.encode_prompts(["a", "b"]), torch.tensor([1, 2]))
     score.sum().backward()
     conv = s.down_blocks[0].resnets[0].conv1.weight
     assert conv.requires_grad and conv.grad is not None and conv.grad.abs().sum() > 0
     assert gen.unet.down_blocks[0].resnets[0].conv1.weight.grad is None
-    frozen = build_surrogate(load_config(None, ["surrogate.backbone=frozen"]), gen)
+    frozen = build_surrogate(load_config(None, ["surrogate.space=latent", "surrogate.backbone=frozen"]), gen)
     assert not any(p.requires_grad for p in frozen.backbone_parameters())
 
 
