@@ -61,6 +61,8 @@ def test_ablation_preset_names_valid_variants(tmp_path):
     assert found["frozen_surrogate"].overrides["algorithm"]["surrogate_steps"] == 0
     assert found["frozen_surrogate"].overrides["exploration"]["t1_range"] == [300, 700]
     assert found["pixel_surrogate"].overrides["surrogate"]["space"] == "pixel"
+    # every other variant names the paper's latent surrogate, so a pixel CONFIG (the demo) keeps the contrast
+    assert all(found[k].overrides["surrogate"]["space"] == "latent" for k in found if k != "pixel_surrogate")
     with pytest.raises(ConfigError, match="unknown method or variant 'reinforce'"):
         variants(table, ["reinforce"])
 
