@@ -304,14 +304,12 @@ class LaSROTrainer:
     def _surrogate_reads_pixels(self) -> bool:
         return getattr(self.surrogate, "reads_pixels", False)
 
-    @torch.no_grad()
     def _buffer_pixels(self, latents: torch.Tensor) -> torch.Tensor | None:
         """The uint8 decoded images a pixel-reading surrogate trains on (None for the latent surrogate)."""
         if not self._surrogate_reads_pixels:
             return None
-        chunks = [(self.gen.decode_pixels(latents[i:i + self._chunk].to(self.acc.device)) * 255).round()
-                  .to(torch.uint8).cpu() for i in range(0, latents.shape[0], self._chunk)]
-        return torch.cat(chunks)
+        return torch.cat([self.gen.decode_uint8(latents[i:i + self._chunk].to(self.acc.device))
+                          for i in range(0, latents.shape[0], self._chunk)])
 
     @torch.no_grad()
     def pair_accuracy(self, latents, prompts, steps, rewards, pixels: torch.Tensor | None = None) -> float:

@@ -283,7 +283,11 @@ class FewStepGenerator:
         return (img.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
+    def decode_uint8(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> uint8 RGB [B, 3, H, W] on the CPU: the pixels the rewards see (and a pixel surrogate's cache)."""
+        return (self.decode_pixels(latents) * 255).round().to(torch.uint8).cpu()
+
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Latents -> RGB PIL images; used to score black-box rewards and to show samples."""
-        arr = (self.decode_pixels(latents) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        arr = self.decode_uint8(latents).permute(0, 2, 3, 1).numpy()
         return [Image.fromarray(a) for a in arr]
