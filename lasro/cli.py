@@ -57,6 +57,10 @@ def cmd_train(args) -> int:
         summary["before"] = {k: first[k] for k in first if k.startswith("eval/reward")}
         summary["output_dir"] = cfg.logging.output_dir
         summary["wall_seconds"] = round(last["time/wall_seconds"], 1)
+        final = os.path.join(cfg.logging.output_dir, "final_eval.json")
+        if cfg.prompts.final_eval and os.path.exists(final):
+            with open(final) as f:
+                summary["final_eval"] = json.load(f)
         print(json.dumps(summary))
     return 0
 
@@ -109,18 +113,29 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import evaluate_generator
+    from .evaluation import mean_metrics, paired_gain, score_samples
     from .generators.few_step import FewStepGenerator
     from .prompts import resolve_prompts
     from .rewards import build_judges, build_reward
+    from .trainer import adapters_off
 
+    if args.against_base and not args.lora:
+        raise ValueError("--against-base compares --lora with the model without it: give --lora too")
     gen = _place_and_load_lora(FewStepGenerator.from_pretrained(args.model, dtype=args.dtype), args)
     prompts = resolve_prompts(args.prompts, "--prompts")
     prompts = [p for p in prompts for _ in range(args.seeds)]
-    metrics, _ = evaluate_generator(gen, build_reward(args.reward), prompts, seed=args.seed, steps=args.steps,
-                                    judges=build_judges(args.judge or []))
-    print(json.dumps({"model": args.model, "lora": args.lora, "reward": args.reward, "prompts": args.prompts,
-                      "samples": len(prompts), "seed": args.seed, **metrics}))
+    reward, judges = build_reward(args.reward), build_judges(args.judge or [])
+    scores, _ = score_samples(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
+    row = {"model": args.model, "lora": args.lora, "reward": args.reward, "prompts": args.prompts,
+           "samples": len(prompts), "seed": args.seed, **mean_metrics(scores)}
+    if args.against_base:
+        with adapters_off(gen.unet):
+            base, _ = score_samples(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
+        row["base"] = mean_metrics(base)
+        # the same noises with the LoRA off: per-sample differences, bootstrapped over prompts
+        row["gain"] = {f"{name}_{k}step": paired_gain(scores[name][k], base[name][k], prompts)
+                       for name in scores for k in scores[name]}
+    print(json.dumps(row))
     return 0
 
 
@@ -232,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.add_argument("--device")
+    e.add_argument("--against-base", action="store_true",
+                   help="also score the model without --lora on the same noises and report the per-sample gain "
+                        "(mean and 95%% bootstrap interval over prompts) as \"base\" and \"gain\"")
     e.set_defaults(fn=cmd_eval)
 
     d = sub.add_parser("demo", help="the shapes demo model").add_subparsers(dest="demo", metavar="ACTION")

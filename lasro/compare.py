@@ -64,7 +64,7 @@ def variants(table: dict, labels: list[str] | None) -> list[Variant]:
 
 def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str):
     """The TrainConfig of one (variant, seed) run."""
-    forced = {"seed": seed,
+    forced = {"seed": seed, "prompts": {"final_eval": None},  # the curves are the comparison
               "algorithm": {"max_reward_queries": queries, "rounds": UNLIMITED_ROUNDS},
               "logging": {"output_dir": out_dir, "eval_every_queries": eval_every, "progress": False,
                           "tensorboard": False, "wandb": False, "checkpoint_every": UNLIMITED_ROUNDS}}

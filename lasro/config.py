@@ -144,6 +144,11 @@ class PromptsConfig:
     train: list[str] | str = "shapes:train"  # a list, a text file, or a built-in set (shapes:train)
     eval: list[str] | str = "shapes:test:32"
     eval_seeds: int = 2  # fixed seeds per eval prompt
+    # After the last round: score the tuned model and the initial one (LoRA off) on the same noises for
+    # these prompts x final_eval_seeds and write final_eval.json with the paired gain and its 95% interval.
+    # A larger set than the per-round monitor's, whose few hundred samples swing by a few hundredths.
+    final_eval: list[str] | str | None = None
+    final_eval_seeds: int = 4
 
 
 @dataclass
@@ -268,6 +273,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "optim.gradient_accumulation_steps": cfg.optim.gradient_accumulation_steps,
         "lora.rank": cfg.lora.rank, "surrogate.batch_pairs": cfg.surrogate.batch_pairs,
         "logging.eval_every": cfg.logging.eval_every, "prompts.eval_seeds": cfg.prompts.eval_seeds,
+        "prompts.final_eval_seeds": cfg.prompts.final_eval_seeds,
         "surrogate.pixel_channels": cfg.surrogate.pixel_channels, "surrogate.pixel_layers": cfg.surrogate.pixel_layers,
         "ppo.epochs": cfg.ppo.epochs, "algorithm.pair_accuracy_window": cfg.algorithm.pair_accuracy_window,
     }

@@ -8,6 +8,7 @@ prompts and noises are sharded, rewards gathered, so the buffer is identical eve
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -115,6 +116,9 @@ class LaSROTrainer:
         self._seed_everything(cfg.seed + rank)
         self.train_prompts = resolve_prompts(cfg.prompts.train, "prompts.train")
         self.eval_prompts = resolve_prompts(cfg.prompts.eval, "prompts.eval")
+        # resolved now so that a bad set fails before training, not after it
+        self.final_eval_prompts = (resolve_prompts(cfg.prompts.final_eval, "prompts.final_eval")
+                                   if cfg.prompts.final_eval else [])
         self.reward = build_reward(cfg.reward)
         self.check_reward()
         self.judges = build_judges(cfg.eval_rewards)
@@ -491,6 +495,33 @@ class LaSROTrainer:
                                   round_index=round_index)
         return {f"eval/{k}": v for k, v in metrics.items()}
 
+    @torch.no_grad()
+    def final_evaluation(self) -> dict:
+        """The tuned model against the initial one (its LoRA off) on ``prompts.final_eval`` x
+        ``final_eval_seeds``, the same noises for both: means, the paired gain with a 95% interval
+        bootstrapped over prompts, written to ``final_eval.json``."""
+        from .evaluation import mean_metrics, paired_gain, score_samples
+
+        cfg = self.cfg
+        prompts = [p for p in self.final_eval_prompts for _ in range(cfg.prompts.final_eval_seeds)]
+        seed = 20_000 + cfg.seed  # not the per-round monitor's noises
+        kw = dict(seed=seed, steps=self.steps_1_2, chunk=self._chunk, autocast=self.acc.autocast,
+                  judges=self.judges)
+        tuned, _ = score_samples(self.gen, self.reward, prompts, unet=self.base_unet, **kw)
+        with adapters_off(self.base_unet) as base_unet:
+            initial, _ = score_samples(self.gen, self.reward, prompts, unet=base_unet, **kw)
+        result = {"prompts": cfg.prompts.final_eval, "samples": len(prompts), "seed": seed,
+                  "round": self.round, "reward_queries": self.reward_queries,
+                  "tuned": mean_metrics(tuned), "initial": mean_metrics(initial),
+                  "gain": {f"{name}_{k}step": paired_gain(tuned[name][k], initial[name][k], prompts)
+                           for name in tuned for k in tuned[name]}}
+        path = os.path.join(self.out, "final_eval.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(path + ".tmp", path)
+        log.info("final evaluation (%d samples): %s", len(prompts), json.dumps(result["gain"]))
+        return result
+
     # ----------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> str | None:
         """All processes enter (wait_for_everyone); the main process writes atomically.
@@ -691,6 +722,8 @@ class LaSROTrainer:
         bar.close()
         if self.is_main:
             self.gen.save_lora(os.path.join(self.out, "lora"))
+            if self.final_eval_prompts:
+                self.final_evaluation()
         self.acc.wait_for_everyone()
         self.tracker.close()
         return rows
