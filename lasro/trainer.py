@@ -207,10 +207,11 @@ class LaSROTrainer:
         return max(8, self.cfg.optim.batch_size * 2)
 
     def _score_latents(self, latents: torch.Tensor, prompts: list[str], steps):
-        """Decode and score with the true reward (no gradient anywhere here): images and RewardOutput."""
-        images = self.gen.decode(latents)
+        """Decode once and score with the true reward (no gradient anywhere here): the uint8 pixels (which a
+        pixel surrogate's buffer keeps) and the RewardOutput."""
+        pixels = self.gen.decode_uint8(latents)
         meta = [{"steps": int(s)} for s in steps]
-        return images, self.reward(images, list(prompts), meta)
+        return pixels, self.reward(self.gen.to_images(pixels), list(prompts), meta)
 
     # ------------------------------------------------------------ collection
     def _draw_prompts(self) -> tuple[list[str], list[str]]:
@@ -224,27 +225,35 @@ class LaSROTrainer:
                 [p for p in local for _ in range(ex.samples_per_prompt)])
 
     def _score_and_gather(self, outs: list[torch.Tensor], prompts: list[str], global_prompts: list[str],
-                          local_rewards: np.ndarray | None = None) -> dict:
+                          local_rewards: np.ndarray | None = None, local_pixels: torch.Tensor | None = None) -> dict:
         """Score this process's k-step outputs with the true reward (counted in ``reward_queries``) and gather
         them step by step, so every process holds every sample in the order one process would.
-        ``local_rewards`` (step-major) are scores already computed for ``outs``, e.g. while sampling.
+        ``local_rewards`` and ``local_pixels`` (step-major) are scores and uint8 decodes already computed for
+        ``outs``, e.g. while sampling.
 
-        Returns the global ``latents``, ``prompts``, ``rewards`` and ``steps``, step-major."""
-        acc, n = self.acc, len(prompts)
+        Returns the global ``latents``, ``prompts``, ``rewards``, ``steps`` and, for a surrogate that reads
+        pixels, ``pixels``; step-major."""
+        acc, n, k = self.acc, len(prompts), len(outs)
         if local_rewards is None:
-            k_steps = np.repeat(np.arange(1, len(outs) + 1), n)
-            local_rewards = self._score_latents(torch.cat(outs), prompts * len(outs), k_steps)[1].scores
+            k_steps = np.repeat(np.arange(1, k + 1), n)
+            local_pixels, out = self._score_latents(torch.cat(outs), prompts * k, k_steps)
+            local_rewards = out.scores
         latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
         rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
-                             for r in np.split(local_rewards, len(outs))]).numpy()
-        steps = np.repeat(np.arange(1, len(outs) + 1), len(global_prompts))
+                             for r in np.split(local_rewards, k)]).numpy()
+        steps = np.repeat(np.arange(1, k + 1), len(global_prompts))
         self.reward_queries += len(rewards)
-        return {"latents": latents, "prompts": global_prompts * len(outs), "rewards": rewards, "steps": steps}
+        got = {"latents": latents, "prompts": global_prompts * k, "rewards": rewards, "steps": steps}
+        if self._surrogate_reads_pixels:
+            got["pixels"] = (self._buffer_pixels(latents) if local_pixels is None else
+                             torch.cat([acc.gather(p.to(acc.device).contiguous()).cpu()
+                                        for p in local_pixels.chunk(k)]))
+        return got
 
-    def _sample_and_score(self, noise, prompts: list[str], eps, t1, perturb) -> tuple[list[torch.Tensor], np.ndarray]:
+    def _sample_and_score(self, noise, prompts: list[str], eps, t1, perturb):
         """Sample in chunks; each chunk is decoded and scored (in a worker thread with
-        ``exploration.overlap_scoring``) while the next one samples. Returns the k-step outputs and the
-        local rewards, step-major, exactly as one unchunked pass would order them."""
+        ``exploration.overlap_scoring``) while the next one samples. Returns the k-step outputs, the local
+        rewards and the uint8 decodes, step-major, exactly as one unchunked pass would order them."""
         chunk, n = self._chunk, len(prompts)
         parts: list[list[torch.Tensor]] = []
         with BackgroundScorer(self._score_latents, enabled=self.cfg.exploration.overlap_scoring) as scorer:
@@ -258,11 +267,13 @@ class LaSROTrainer:
                 parts.append(outs)
                 m = outs[0].shape[0]
                 scorer.submit(torch.cat(outs), prompts[sl] * len(outs), np.repeat(np.arange(1, len(outs) + 1), m))
-            scores = [out.scores for _, out in scorer.results()]
+            done = scorer.results()
         k = len(parts[0])
         outs = [torch.cat([p[j] for p in parts]) for j in range(k)]
-        by_step = [np.concatenate([np.split(s, k)[j] for s in scores]) for j in range(k)]
-        return outs, np.concatenate(by_step)
+        # each chunk's results are step-major within the chunk: regroup them step-major over all chunks
+        rewards = np.concatenate([np.split(out.scores, k)[j] for j in range(k) for _, out in done])
+        pixels = torch.cat([pix.chunk(k)[j] for j in range(k) for pix, _ in done])
+        return outs, rewards, pixels
 
     @staticmethod
     def reward_stats(rewards: np.ndarray, steps: np.ndarray) -> dict:
@@ -290,10 +301,10 @@ class LaSROTrainer:
             global_index = torch.arange(n, device=noise.device) + self.acc.process_index * n
             mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             perturb = [ex.perturb_std * mask * self._randn(noise.shape) for _ in self.steps_1_2]
-        outs, local_rewards = self._sample_and_score(noise, prompts, eps, t1, perturb)
-        got = self._score_and_gather(outs, prompts, global_prompts, local_rewards)
+        outs, local_rewards, local_pixels = self._sample_and_score(noise, prompts, eps, t1, perturb)
+        got = self._score_and_gather(outs, prompts, global_prompts, local_rewards, local_pixels)
         latents, all_prompts, rewards, steps = got["latents"], got["prompts"], got["rewards"], got["steps"]
-        pixels = self._buffer_pixels(latents)
+        pixels = got.get("pixels")
         stats = {}
         if self.surrogate is not None:
             self.last_pair_accuracy = self.pair_accuracy(latents, all_prompts, steps, rewards, pixels)

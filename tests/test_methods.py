@@ -185,3 +185,16 @@ def test_pixel_surrogate_trains_on_the_buffers_decoded_images_and_a_resume_decod
     resumed = build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
     resumed.load_checkpoint("latest")
     torch.testing.assert_close(resumed.buffer.pixels, buf.pixels)
+
+
+def test_pixel_surrogate_collection_decodes_each_sample_once(tiny_dirs, tmp_path):
+    """The reward's decode is the pixel cache: a collection decodes every latent once, not again for the
+    buffer or the pair accuracy."""
+    trainer = build_trainer(tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
+    decoded = []
+    real = trainer.gen.decode_uint8
+    trainer.gen.decode_uint8 = lambda latents: decoded.append(len(latents)) or real(latents)
+    trainer.collect(0)
+    assert sum(decoded) == len(trainer.buffer) == 2 * 2 * 2  # prompts x noises x step counts
+    # the cached pixels are the decodes of the buffered latents
+    torch.testing.assert_close(trainer.buffer.pixels, real(trainer.buffer.latents))

@@ -289,5 +289,9 @@ class FewStepGenerator:
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Latents -> RGB PIL images; used to score black-box rewards and to show samples."""
-        arr = self.decode_uint8(latents).permute(0, 2, 3, 1).numpy()
-        return [Image.fromarray(a) for a in arr]
+        return self.to_images(self.decode_uint8(latents))
+
+    @staticmethod
+    def to_images(pixels: torch.Tensor) -> list[Image.Image]:
+        """``decode_uint8``'s pixels -> RGB PIL images."""
+        return [Image.fromarray(a) for a in pixels.permute(0, 2, 3, 1).numpy()]
