@@ -49,8 +49,9 @@ def collect(out, rounds_train, rounds_held, ppr, spp, dev):
         for r in range(rounds):
             tr.collect(r)
         b = tr.buffer
-        sets[name] = {"latents": b.latents.float(), "prompts": list(b.prompts), "rewards": b.rewards,
-                      "steps": b.steps, "rounds": b.rounds}
+        # pixels: the uint8 decodes the buffer keeps for a pixel surrogate (cpu_probe/fit.py trains on them)
+        sets[name] = {"latents": b.latents.float(), "pixels": b.pixels, "prompts": list(b.prompts),
+                      "rewards": b.rewards, "steps": b.steps, "rounds": b.rounds}
         print(name, len(b), "samples", f"{time.time() - t:.1f}s", "mean reward", b.rewards.mean(), flush=True)
     torch.save(sets, out)
 
