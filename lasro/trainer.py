@@ -228,8 +228,8 @@ class LaSROTrainer:
                           local_rewards: np.ndarray | None = None, local_pixels: torch.Tensor | None = None) -> dict:
         """Score this process's k-step outputs with the true reward (counted in ``reward_queries``) and gather
         them step by step, so every process holds every sample in the order one process would.
-        ``local_rewards`` and ``local_pixels`` (step-major) are scores and uint8 decodes already computed for
-        ``outs``, e.g. while sampling.
+        ``local_rewards`` and ``local_pixels`` (step-major, given together) are scores and uint8 decodes already
+        computed for ``outs``, e.g. while sampling; ``local_pixels`` may be None when the surrogate reads none.
 
         Returns the global ``latents``, ``prompts``, ``rewards``, ``steps`` and, for a surrogate that reads
         pixels, ``pixels``; step-major."""
@@ -245,15 +245,14 @@ class LaSROTrainer:
         self.reward_queries += len(rewards)
         got = {"latents": latents, "prompts": global_prompts * k, "rewards": rewards, "steps": steps}
         if self._surrogate_reads_pixels:
-            got["pixels"] = (self._buffer_pixels(latents) if local_pixels is None else
-                             torch.cat([acc.gather(p.to(acc.device).contiguous()).cpu()
-                                        for p in local_pixels.chunk(k)]))
+            got["pixels"] = torch.cat([acc.gather(p.to(acc.device).contiguous()).cpu() for p in local_pixels.chunk(k)])
         return got
 
     def _sample_and_score(self, noise, prompts: list[str], eps, t1, perturb):
         """Sample in chunks; each chunk is decoded and scored (in a worker thread with
         ``exploration.overlap_scoring``) while the next one samples. Returns the k-step outputs, the local
-        rewards and the uint8 decodes, step-major, exactly as one unchunked pass would order them."""
+        rewards and (for a surrogate that reads pixels, else None) the uint8 decodes, step-major, exactly as
+        one unchunked pass would order them."""
         chunk, n = self._chunk, len(prompts)
         parts: list[list[torch.Tensor]] = []
         with BackgroundScorer(self._score_latents, enabled=self.cfg.exploration.overlap_scoring) as scorer:
@@ -272,7 +271,8 @@ class LaSROTrainer:
         outs = [torch.cat([p[j] for p in parts]) for j in range(k)]
         # each chunk's results are step-major within the chunk: regroup them step-major over all chunks
         rewards = np.concatenate([np.split(out.scores, k)[j] for j in range(k) for _, out in done])
-        pixels = torch.cat([pix.chunk(k)[j] for j in range(k) for pix, _ in done])
+        pixels = (torch.cat([pix.chunk(k)[j] for j in range(k) for pix, _ in done])
+                  if self._surrogate_reads_pixels else None)  # full-size images are large: copy only if kept
         return outs, rewards, pixels
 
     @staticmethod
