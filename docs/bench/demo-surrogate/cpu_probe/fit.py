@@ -9,18 +9,7 @@ import models
 
 torch.set_num_threads(int(sys.argv[6]) if len(sys.argv) > 6 else 2)
 sets = torch.load(sys.argv[1], weights_only=False)
-cfg = load_config("lasro/configs/demo.yaml", [])
-gen = FewStepGenerator.from_config(cfg.model)
-D = gen.unet.config.cross_attention_dim
-cache = {}
-def embeds(prompts):
-    miss = sorted({p for p in prompts if p not in cache})
-    if miss:
-        with torch.no_grad():
-            e = gen.encode_prompts(miss)
-        for i, p in enumerate(miss):
-            cache[p] = e.index(slice(i, i + 1))
-    return PromptEmbeds.cat([cache[p] for p in prompts])
+from common import D, embeds, gen
 
 dp = gen.decode_pixels
 V = {
