@@ -2,8 +2,6 @@ import json, os, sys, time, types
 import numpy as np, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lasro.buffer import ranked_pairs
-from lasro.config import load_config
-from lasro.generators.few_step import FewStepGenerator, PromptEmbeds
 from lasro.surrogate import PixelSurrogate, bradley_terry_loss
 import models
 
