@@ -3,12 +3,12 @@ reward gap; saves each to OUT/<variant><SEED>.pt. Usage: breakdown.py VARIANTS S
 import json, os, sys, time
 import numpy as np, torch
 from torch import nn
-import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lasro.buffer import ranked_pairs
 from lasro.surrogate import PixelSurrogate, bradley_terry_loss
 torch.set_num_threads(int(os.environ.get("T", 2)))
 OUT = os.environ.get("OUT", "/tmp/probe")
+os.makedirs(OUT, exist_ok=True)
 sets = torch.load(os.environ.get("DATA", "/tmp/data.pt"), weights_only=False)
 from common import D, embeds, gen
 
