@@ -2,7 +2,6 @@
 reward gap; saves each to OUT/<variant><SEED>.pt. Usage: breakdown.py VARIANTS SIZE STEPS EVERY (env SEED, T, DATA, OUT)."""
 import json, os, sys, time
 import numpy as np, torch
-from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lasro.buffer import ranked_pairs
 from lasro.surrogate import PixelSurrogate, bradley_terry_loss
@@ -11,18 +10,7 @@ OUT = os.environ.get("OUT", "/tmp/probe")
 os.makedirs(OUT, exist_ok=True)
 sets = torch.load(os.environ.get("DATA", "/tmp/data.pt"), weights_only=False)
 from common import D, embeds, gen
-
-class MLPPixel(PixelSurrogate):
-    def __init__(self, dp, D, ch=32, layers=3, hidden=128):
-        super().__init__(dp, D, ch, layers)
-        self.mlp = nn.Sequential(nn.Linear(ch + D, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
-    def forward(self, latents, embeds, steps, pixels=None):
-        rgb = self.decode_pixels(latents).float() if pixels is None else pixels.float() / 255
-        h = self.convs(rgb * 2 - 1).mean(dim=(2, 3))
-        film = self.text(embeds.hidden.float().mean(dim=1)) + self.step_embedding(steps.long())
-        scale, shift = film.chunk(2, dim=-1)
-        h = h * (1 + scale) + shift
-        return self.mlp(torch.cat([h, embeds.hidden.float().mean(1)], -1)).squeeze(-1)
+from models import MLPPixel
 
 dp = gen.decode_pixels
 V = {"base": lambda: PixelSurrogate(dp, D, 32, 3), "mlp": lambda: MLPPixel(dp, D)}

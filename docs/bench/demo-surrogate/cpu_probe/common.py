@@ -1,4 +1,6 @@
 """Shared setup of the CPU probe scripts: the shipped demo generator and a cached prompt encoder."""
+import torch
+
 from lasro.config import load_config
 from lasro.generators.few_step import FewStepGenerator, PromptEmbeds
 
@@ -9,8 +11,6 @@ _cache = {}
 
 def embeds(prompts):
     """Prompt embeddings, each distinct prompt encoded once."""
-    import torch
-
     miss = sorted({p for p in prompts if p not in _cache})
     if miss:
         with torch.no_grad():

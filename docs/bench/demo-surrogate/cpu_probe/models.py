@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lasro.surrogate import PixelSurrogate
+
 
 def _g(c):
     return math.gcd(c, 8)
@@ -104,3 +106,19 @@ class Ensemble(nn.Module):
 
     def forward(self, *a, **k):
         return self.member_scores(*a, **k).mean(0)
+
+
+class MLPPixel(PixelSurrogate):
+    """The shipped CNN and FiLM, read out by a two-layer MLP of (FiLM output, mean prompt embedding)."""
+
+    def __init__(self, dp, D, ch=32, layers=3, hidden=128):
+        super().__init__(dp, D, ch, layers)
+        self.mlp = nn.Sequential(nn.Linear(ch + D, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def forward(self, latents, embeds, steps, pixels=None):
+        rgb = self.decode_pixels(latents).float() if pixels is None else pixels.float() / 255
+        h = self.convs(rgb * 2 - 1).mean(dim=(2, 3))
+        film = self.text(embeds.hidden.float().mean(dim=1)) + self.step_embedding(steps.long())
+        scale, shift = film.chunk(2, dim=-1)
+        h = h * (1 + scale) + shift
+        return self.mlp(torch.cat([h, embeds.hidden.float().mean(1)], -1)).squeeze(-1)
