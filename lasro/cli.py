@@ -191,7 +191,7 @@ def cmd_bench_compare(args) -> int:
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     results = compare(args.config, labels, seeds, args.queries, args.out, preset=args.preset, overrides=args.set,
-                      eval_every_queries=args.eval_every_queries)
+                      eval_every_queries=args.eval_every_queries, final_eval=not args.no_final_eval)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "results.md"),
                       "curves": [os.path.join(args.out, n) for n in ("curves_queries.png", "curves_wall.png")]}))
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--queries", type=int, help="true-reward query budget per run (default: "
                                                 "algorithm.max_reward_queries of CONFIG)")
     bc.add_argument("--eval-every-queries", type=int, help="held-out evaluation interval (default: budget / 5)")
+    bc.add_argument("--no-final-eval", action="store_true",
+                    help="skip each run's paired final evaluation on prompts.final_eval (default: run it when the "
+                         "config names one)")
     bc.add_argument("--preset", choices=["ablations"], help="ablations: lasro/configs/bench_ablations.yaml")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)

@@ -3,9 +3,12 @@
 Every run starts from the same base config; a *variant* is a label plus config overrides (a registered
 method such as ``ppo``, or an ablation such as ``frozen_surrogate`` from a ``methods:`` mapping in the
 config or a preset). Each run stops at the round that reaches the query budget and is evaluated on the
-held-out prompts every ``eval_every_queries`` queries. Writes ``results.json`` (every run's curve),
-``results.md`` (final reward mean ± std over seeds, queries to reach the best baseline's final 2-step
-reward) and ``curves_queries.png`` / ``curves_wall.png``.
+held-out prompts every ``eval_every_queries`` queries. When the config names ``prompts.final_eval``, each run
+ends with the trainer's paired final evaluation (the tuned model against its initial one on the same noises,
+many more samples than the curve's points), so that gains smaller than the curves' swing can still be ranked.
+Writes ``results.json`` (every run's curve and final evaluation), ``results.md`` (final reward mean ± std over
+seeds, paired gains, queries to reach the best baseline's final 2-step reward) and ``curves_queries.png`` /
+``curves_wall.png``.
 """
 from __future__ import annotations
 
@@ -62,9 +65,10 @@ def variants(table: dict, labels: list[str] | None) -> list[Variant]:
     return out
 
 
-def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str):
-    """The TrainConfig of one (variant, seed) run."""
-    forced = {"seed": seed, "prompts": {"final_eval": None},  # the curves are the comparison
+def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str,
+               final_eval: bool = True):
+    """The TrainConfig of one (variant, seed) run; ``final_eval=False`` drops ``prompts.final_eval``."""
+    forced = {"seed": seed, **({} if final_eval else {"prompts": {"final_eval": None}}),
               "algorithm": {"max_reward_queries": queries, "rounds": UNLIMITED_ROUNDS},
               "logging": {"output_dir": out_dir, "eval_every_queries": eval_every, "progress": False,
                           "tensorboard": False, "wandb": False, "checkpoint_every": UNLIMITED_ROUNDS}}
@@ -78,20 +82,28 @@ def curve(rows: list[dict]) -> list[dict]:
             for r in rows if "eval/reward_1step_mean" in r]
 
 
-def run_one(cfg) -> list[dict]:
+def run_one(cfg) -> dict:
+    """Train one run: its curve, and its paired final evaluation (None when the config has none)."""
     from .methods import build_trainer
 
     trainer = build_trainer(cfg)
     try:
-        return curve(trainer.train())
+        points = curve(trainer.train())
     finally:
         del trainer
         gc.collect()
+    path = os.path.join(cfg.logging.output_dir, "final_eval.json")
+    final = None
+    if cfg.prompts.final_eval is not None:
+        with open(path) as f:
+            final = json.load(f)
+    return {"curve": points, "final_eval": final}
 
 
 def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
             queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
-            overrides: list[str] | None = None, eval_every_queries: int | None = None) -> dict:
+            overrides: list[str] | None = None, eval_every_queries: int | None = None,
+            final_eval: bool = True) -> dict:
     """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results."""
     from .methods import MethodNotApplicable
 
@@ -115,9 +127,10 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
                                                "skipped": None}
         for seed in seeds:
             try:
-                cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"))
+                cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"),
+                                 final_eval)
                 log.info("bench compare: %s (method %s), seed %d, budget %d queries", v.label, v.method, seed, queries)
-                entry["runs"].append({"seed": seed, "output_dir": cfg.logging.output_dir, "curve": run_one(cfg)})
+                entry["runs"].append({"seed": seed, "output_dir": cfg.logging.output_dir, **run_one(cfg)})
             except MethodNotApplicable as e:
                 entry["skipped"], entry["runs"] = str(e), []
                 log.warning("bench compare: %s skipped: %s", v.label, e)
@@ -152,6 +165,21 @@ def queries_to_reach(runs: list[dict], target: float) -> float | None:
     return float(x[hit[0]]) if len(hit) else None
 
 
+def paired_gains(runs: list[dict]) -> dict:
+    """Over the runs that have a final evaluation: each paired gain's mean and std over seeds, and how many
+    seeds' 95% intervals lie above zero (``{}`` when no run has one)."""
+    finals = [r["final_eval"] for r in runs if r.get("final_eval")]
+    if not finals:
+        return {}
+    out = {"final_eval_runs": len(finals), "final_eval_samples": finals[0]["samples"]}
+    for name in finals[0]["gain"]:
+        gains = [f["gain"][name] for f in finals]
+        out[f"gain_{name}"] = _mean_std([g["mean"] for g in gains])
+        out[f"gain_{name}_seeds_above_zero"] = sum(g["ci95"][0] > 0 for g in gains)
+        out[f"final_{name}"] = _mean_std([f["tuned"][f"{name}_mean"] for f in finals])
+    return out
+
+
 def summary(results: dict) -> list[dict]:
     """One row per variant: final rewards (mean, std over seeds) and queries to reach the best baseline's
     final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline."""
@@ -171,6 +199,7 @@ def summary(results: dict) -> list[dict]:
                 row["queries_to_target"] = queries_to_reach(m["runs"], target)
                 if label == best:
                     best_queries = row["queries_to_target"]
+            row.update(paired_gains(m["runs"]))
         rows.append(row)
     for row in rows:
         q = row.get("queries_to_target")
@@ -208,7 +237,28 @@ def markdown(results: dict) -> str:
              "seeds). Queries to target: first evaluation (every "
              f"{results['eval_every_queries']} queries) where the seed-mean 2-step reward reaches the best "
              "baseline's final one; the last column > 1 means fewer queries than that baseline.\n")
-    return head + "\n".join(lines) + "\n" + notes
+    return head + "\n".join(lines) + "\n" + notes + paired_markdown(rows)
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    """The paired final evaluation's table (empty when no run has one)."""
+    rows = [r for r in rows if r.get("final_eval_runs")]
+    if not rows:
+        return ""
+    metrics = [k[len("gain_"):] for k in rows[0] if k.startswith("gain_") and not k.endswith("_above_zero")]
+    head = ("\n## Paired final evaluation\n\nEach run's tuned model against its own initial model on the same "
+            f"{rows[0]['final_eval_samples']} held-out samples (`prompts.final_eval`): the gain's mean ± std over "
+            "seeds, and in brackets how many seeds' 95% intervals (resampling prompts) lie above zero.\n\n"
+            "| method | " + " | ".join(f"{m} after" for m in metrics) + " | "
+            + " | ".join(f"{m} gain" for m in metrics) + " |\n|---|" + "---|" * (2 * len(metrics)) + "\n")
+    lines = []
+    for r in rows:
+        name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
+        after = [f"{r['final_' + m][0]:.4g} ± {r['final_' + m][1]:.2g}" for m in metrics]
+        gain = [f"{r['gain_' + m][0]:+.4f} ± {r['gain_' + m][1]:.3f} ({r['gain_' + m + '_seeds_above_zero']}/"
+                f"{r['final_eval_runs']})" for m in metrics]
+        lines.append(f"| {name} | " + " | ".join(after + gain) + " |")
+    return head + "\n".join(lines) + "\n"
 
 
 def plot_curves(results: dict, x_key: str, xlabel: str, path: str) -> None:

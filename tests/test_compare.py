@@ -50,6 +50,31 @@ def test_compare_two_methods_two_seeds_writes_results_table_and_curves(tiny_dirs
     assert "| lasro | 2 |" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_compare_runs_the_paired_final_evaluation_unless_told_not_to(tiny_dirs, tmp_path, skip):
+    config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"])
+    out = tmp_path / "cmp"
+    args = ["bench", "compare", config, "--methods", "lasro", "--seeds", "3", "--queries", "8", "--out", str(out),
+            "--set", "prompts.final_eval=[a red circle, a green triangle]", "--set", "prompts.final_eval_seeds=2"]
+    assert main(args + (["--no-final-eval"] if skip else [])) == 0
+    results = json.loads((out / "results.json").read_text())
+    (run,) = results["methods"]["lasro"]["runs"]
+    table = (out / "results.md").read_text()
+    if skip:
+        assert run["final_eval"] is None and "Paired final evaluation" not in table
+        assert not (out / "lasro" / "seed-3" / "final_eval.json").exists()
+        return
+    final = run["final_eval"]
+    assert final["samples"] == 4 and final["seed"] == 20_003
+    assert final == json.loads((out / "lasro" / "seed-3" / "final_eval.json").read_text())
+    (row,) = results["summary"]
+    gain = final["gain"]["reward_2step"]
+    assert row["gain_reward_2step"] == pytest.approx((gain["mean"], 0.0))
+    assert row["gain_reward_2step_seeds_above_zero"] == int(gain["ci95"][0] > 0)
+    assert row["final_reward_2step"][0] == pytest.approx(final["tuned"]["reward_2step_mean"])
+    assert "## Paired final evaluation" in table and f"{gain['mean']:+.4f} ± 0.000" in table
+
+
 def test_ablation_preset_names_valid_variants(tmp_path):
     with open(PRESETS["ablations"]) as f:
         table = yaml.safe_load(f)["methods"]
