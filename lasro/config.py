@@ -93,6 +93,10 @@ class AlgorithmConfig:
     c2: float = 1.0  # weight of S[R(x2)] (2-step output)
     regularizer: Literal["anchor", "none"] = "anchor"
     reg_weight: float = 1.0  # c
+    # ours: what the anchor holds the outputs to. initial: the frozen initial model (bounds the total move);
+    # round: the generator as it was when the round's generator steps began, a trust region that moves
+    # with the surrogate's freshest data and leaves the total move to the rounds
+    anchor: Literal["initial", "round"] = "initial"
     ema_decay: float = 0.99
     stop_grad_at_t1: bool = False
     max_nonfinite_steps: int = 3  # skipped non-finite steps in a row before the run stops

@@ -69,6 +69,21 @@ def adapters_off(unet):
         unet.enable_adapters()
 
 
+@contextlib.contextmanager
+def weights_swapped(params: list[torch.Tensor], values: list[torch.Tensor]):
+    """``params`` hold ``values`` for the duration, then their own again (the round anchor's reference pass)."""
+    own = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, v in zip(params, values):
+            p.copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, own):
+                p.copy_(v)
+
+
 def build_surrogate(cfg: TrainConfig, gen: FewStepGenerator) -> LatentSurrogate | PixelSurrogate:
     """``surrogate.space``: latent (the paper's UNet-encoder surrogate) or pixel (the ablation: a small
     CNN on VAE-decoded images)."""
@@ -130,6 +145,8 @@ class LaSROTrainer:
         if cfg.model.gradient_checkpointing:
             self.gen.unet.enable_gradient_checkpointing()
         self.gen_opt = torch.optim.AdamW(lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.lora_params = list(lora_params)
+        self._round_anchor: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
         if self.surrogate is not None:
             self.sur_opt = torch.optim.AdamW(surrogate_param_groups(cfg, self.surrogate),
                                              weight_decay=cfg.surrogate.weight_decay)
@@ -386,13 +403,18 @@ class LaSROTrainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     # ------------------------------------------------------------- generator
-    def sample_with_grad(self, prompts: list[str]):
-        """Fresh noises and the trained generator's 1-2 step outputs, differentiable in the LoRA:
-        ``(embeds, noise, renoise, outs)``."""
+    def generator_inputs(self, prompts: list[str]):
+        """Prompt embeddings and fresh noises for a generator pass: ``(embeds, noise, renoise)``."""
         n = len(prompts)
         emb = self.embeds(prompts)
         noise = self._randn(self.gen.latent_shape(n))
         eps = [self._randn(self.gen.latent_shape(n))] if len(self.steps_1_2) == 2 else None
+        return emb, noise, eps
+
+    def sample_with_grad(self, prompts: list[str], inputs=None):
+        """The trained generator's 1-2 step outputs, differentiable in the LoRA, from ``inputs`` (default:
+        fresh ``generator_inputs``): ``(embeds, noise, renoise, outs)``."""
+        emb, noise, eps = inputs or self.generator_inputs(prompts)
         with self.acc.autocast():
             outs = self.gen.sample(self.unet, noise, emb, renoise=eps, stop_grad_at_t1=self.cfg.algorithm.stop_grad_at_t1)
         return emb, noise, eps, outs
@@ -400,7 +422,13 @@ class LaSROTrainer:
     def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
         a = self.cfg.algorithm
         n = len(prompts)
-        emb, noise, eps, outs = self.sample_with_grad(prompts)
+        emb, noise, eps = inputs = self.generator_inputs(prompts)
+        refs = None
+        if a.regularizer == "anchor" and a.reg_weight > 0:
+            # before the differentiable pass: the round anchor swaps the LoRA weights in place
+            with torch.no_grad(), self.acc.autocast(), self.anchor_model() as ref_unet:
+                refs = self.gen.sample(ref_unet, noise, emb, renoise=eps)
+        *_, outs = self.sample_with_grad(prompts, inputs)
         with self.acc.autocast():
             sur = self.base_surrogate
             with frozen(sur):
@@ -413,13 +441,22 @@ class LaSROTrainer:
             self.norms[k].update(self.acc.gather(s.detach()))
             loss = loss - coef * self.norms[k](s, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
-        if a.regularizer == "anchor" and a.reg_weight > 0:
-            with torch.no_grad(), self.acc.autocast(), adapters_off(self.base_unet) as base:
-                refs = self.gen.sample(base, noise, emb, renoise=eps)
+        if refs is not None:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg
             stats["generator/anchor"] = float(reg.detach())
         return loss, stats
+
+    @contextlib.contextmanager
+    def anchor_model(self):
+        """The anchor's reference UNet (``algorithm.anchor``): the initial model (the LoRA off), or the LoRA
+        weights the round's generator steps started from."""
+        if self.cfg.algorithm.anchor == "round" and self._round_anchor is not None:
+            with weights_swapped(self.lora_params, self._round_anchor):
+                yield self.base_unet
+        else:
+            with adapters_off(self.base_unet) as base:
+                yield base
 
     def generator_batch(self, size: int):
         """One micro-batch for ``generator_loss``: here ``size`` training prompts (baselines draw samples)."""
@@ -428,6 +465,8 @@ class LaSROTrainer:
     def generator_steps(self, count: int, batches: list | None = None) -> dict:
         """``count`` generator steps, their stats averaged; ``batches[i]``: step i's micro-batches, if given."""
         agg: dict[str, float] = {}
+        if self.cfg.algorithm.anchor == "round":
+            self._round_anchor = [p.detach().clone() for p in self.lora_params]
         for i in range(count):
             for k, v in self.generator_step(None if batches is None else batches[i]).items():
                 agg[k] = agg.get(k, 0.0) + v / count

@@ -1,0 +1,50 @@
+"""The generator objective's anchor: held to the initial model, or to the round's starting LoRA weights."""
+import pytest
+import torch
+
+from lasro.trainer import LaSROTrainer
+
+from .conftest import tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def moved_trainer(tiny_dirs, tmp_path_factory):
+    """A trainer whose LoRA has moved away from the initial model (as after some rounds)."""
+    cfg = tiny_train_config(tmp_path_factory.mktemp("anchor"), tiny_dirs["sdxl"], algorithm={"anchor": "round"})
+    trainer = LaSROTrainer(cfg)
+    trainer.warm_start()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.lora_params:
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return trainer
+
+
+def _anchor_term(trainer, anchor: str) -> float:
+    trainer.cfg.algorithm.anchor = anchor
+    torch.manual_seed(1)
+    return trainer.generator_loss(["a red circle", "a blue square"])[1]["generator/anchor"]
+
+
+def test_round_anchor_holds_outputs_to_the_rounds_start_not_to_the_initial_model(moved_trainer):
+    t = moved_trainer
+    t._round_anchor = [p.detach().clone() for p in t.lora_params]
+    before = [p.detach().clone() for p in t.lora_params]
+    assert _anchor_term(t, "round") == 0.0  # the reference pass ran the current weights
+    assert _anchor_term(t, "initial") > 1e-6  # the LoRA moved the outputs away from the initial model
+    # the reference pass put the trained weights back exactly
+    assert all(torch.equal(p, b) for p, b in zip(t.lora_params, before))
+
+
+def test_round_anchor_snapshots_the_weights_each_round_starts_from(moved_trainer):
+    t = moved_trainer
+    t.cfg.algorithm.anchor = "round"
+    start = [p.detach().clone() for p in t.lora_params]
+    stats = t.generator_steps(2)
+    assert all(torch.equal(a, s) for a, s in zip(t._round_anchor, start))
+    assert any(not torch.equal(p, s) for p, s in zip(t.lora_params, start))  # the steps moved the LoRA
+    assert stats["generator/anchor"] > 0  # the second step is held to the first's start
+    # the next round anchors where this one ended
+    end = [p.detach().clone() for p in t.lora_params]
+    t.generator_steps(1)
+    assert all(torch.equal(a, e) for a, e in zip(t._round_anchor, end))
