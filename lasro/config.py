@@ -95,7 +95,8 @@ class AlgorithmConfig:
     reg_weight: float = 1.0  # c
     # ours: what the anchor holds the outputs to. initial: the frozen initial model (bounds the total move);
     # round: the generator as it was when the round's generator steps began, a trust region that moves
-    # with the surrogate's freshest data and leaves the total move to the rounds
+    # with the surrogate's freshest data and leaves the total move to the rounds. On the demo, round drifted
+    # with the surrogate's errors: 2-step -0.036 against +0.017 (docs/bench/demo-surrogate/, section 7)
     anchor: Literal["initial", "round"] = "initial"
     ema_decay: float = 0.99
     stop_grad_at_t1: bool = False
