@@ -180,14 +180,25 @@ def paired_gains(runs: list[dict]) -> dict:
     return out
 
 
+def initial_reward(results: dict) -> float | None:
+    """Mean 2-step reward of the untuned model: every run's evaluation at 0 queries (None: no run has one)."""
+    first = [r["curve"][0] for m in results["methods"].values() for r in m["runs"] if r["curve"]]
+    at_zero = [p["reward_2step"] for p in first if p["queries"] == 0]
+    return float(np.mean(at_zero)) if at_zero else None
+
+
 def summary(results: dict) -> list[dict]:
     """One row per variant: final rewards (mean, std over seeds) and queries to reach the best baseline's
-    final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline."""
+    final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline. When the
+    best baseline ends at or below the untuned model, every run "reaches" it at 0 queries, so no
+    queries-to-target is computed (``target_beats_initial`` False)."""
     done = {label: m for label, m in results["methods"].items() if m["runs"]}
     finals = {label: _mean_std([_final(r, "reward_2step") for r in m["runs"]])[0] for label, m in done.items()}
     baselines = [label for label in list(results["methods"])[1:] if label in finals]
     best = max(baselines, key=finals.get) if baselines else None
-    target = finals[best] if best else None
+    initial = initial_reward(results)
+    beats_initial = best is not None and (initial is None or finals[best] > initial)
+    target = finals[best] if beats_initial else None
     rows, best_queries = [], None
     for label, m in results["methods"].items():
         row = {"label": label, "method": m["method"], "runs": len(m["runs"]), "skipped": m["skipped"]}
@@ -204,15 +215,24 @@ def summary(results: dict) -> list[dict]:
     for row in rows:
         q = row.get("queries_to_target")
         row["speedup_vs_best_baseline"] = best_queries / q if q and best_queries else None
-    return [dict(r, best_baseline=best, target_2step=target) for r in rows]
+    return [dict(r, best_baseline=best, best_baseline_2step=finals.get(best), initial_2step=initial,
+                 target_beats_initial=beats_initial, target_2step=target) for r in rows]
 
 
 def markdown(results: dict) -> str:
     rows = summary(results)
-    best = rows[0]["best_baseline"] if rows else None
-    target = rows[0]["target_2step"] if rows else None
+    first = rows[0] if rows else {}
+    best, initial = first.get("best_baseline"), first.get("initial_2step")
+    note = ""
+    if best:
+        note = f"Best baseline: **{best}** (final 2-step reward {first['best_baseline_2step']:.4g}"
+        note += f"; untuned model {initial:.4g})" if initial is not None else ")"
+        if not first["target_beats_initial"]:
+            note += (". It ends at or below the untuned model, so queries to reach it are not computed: every "
+                     "run reaches it before training")
+        note += ".\n\n"
     head = (f"# bench compare: {results['queries']} true-reward queries per run, seeds {results['seeds']}\n\n"
-            + (f"Best baseline: **{best}** (final 2-step reward {target:.4g}).\n\n" if best else "")
+            + note
             + "| method | runs | final queries | 1-step reward | 2-step reward | queries to best baseline's "
               "final 2-step | best baseline's queries / these |\n|---|---|---|---|---|---|---|\n")
     lines = []

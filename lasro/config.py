@@ -133,6 +133,9 @@ class GORSConfig:
     top_fraction: float = 0.25  # share of each round's samples (per step count) kept
     temperature: float = 1.0  # weights: softmax(normalised reward / temperature) over the kept samples
     timesteps: Literal["sampler", "uniform"] = "sampler"
+    # which samplers' outputs it regresses on ([2]: skip 1-step outputs, whose loss sits at t=999); on the
+    # demo both choices collapse (docs/bench/demo-compare/, "GORS")
+    step_counts: list[int] = field(default_factory=lambda: [1, 2])
 
 
 @dataclass
@@ -293,6 +296,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
     tr = cfg.exploration.t1_range
     if tr is not None and (len(tr) != 2 or not 0 <= tr[0] <= tr[1] < 1000):
         raise ConfigError(f"exploration.t1_range must be [low, high] with 0 <= low <= high < 1000; got {tr}")
+    if not cfg.gors.step_counts or not set(cfg.gors.step_counts) <= {1, 2}:
+        raise ConfigError(f"gors.step_counts must be a non-empty subset of [1, 2]; got {cfg.gors.step_counts}")
+    if min(cfg.gors.step_counts) > len(ts):
+        raise ConfigError(f"gors.step_counts {cfg.gors.step_counts} names no sampler of model.timesteps {ts}: "
+                          f"a {len(ts)}-timestep model samples only 1 step; use gors.step_counts: [1]")
     if not 0.0 < cfg.gors.top_fraction <= 1.0:
         raise ConfigError(f"gors.top_fraction must be in (0, 1]; got {cfg.gors.top_fraction}")
     for key, v in {"ppo.output_std": cfg.ppo.output_std, "ppo.clip_range": cfg.ppo.clip_range,

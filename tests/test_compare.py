@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lasro.cli import main
-from lasro.compare import PRESETS, summary, variants
+from lasro.compare import PRESETS, markdown, summary, variants
 from lasro.config import ConfigError, config_from_dict
 
 
@@ -42,7 +42,9 @@ def test_compare_two_methods_two_seeds_writes_results_table_and_curves(tiny_dirs
     # gors spends 8 queries a round: evaluated at 0, 8 and 16
     assert [p["queries"] for p in results["methods"]["gors"]["runs"][0]["curve"]] == [0, 8, 16]
     rows = {r["label"]: r for r in results["summary"]}
-    assert rows["lasro"]["best_baseline"] == "gors" and rows["gors"]["speedup_vs_best_baseline"] == 1.0
+    assert rows["lasro"]["best_baseline"] == "gors"
+    initial = sum(r["curve"][0]["reward_2step"] for m in results["methods"].values() for r in m["runs"]) / 4
+    assert rows["lasro"]["initial_2step"] == pytest.approx(initial)
     table = (out / "results.md").read_text()
     assert "| gors | 2 | 16 |" in table and "±" in table and "| draft | skipped:" in table
     for png in ("curves_queries.png", "curves_wall.png"):
@@ -106,3 +108,22 @@ def test_summary_reports_unreached_targets():
     assert rows["lasro"]["speedup_vs_best_baseline"] == 1.0
     assert rows["dpo"]["queries_to_target"] is None and rows["dpo"]["speedup_vs_best_baseline"] is None
     assert rows["lasro"]["reward_2step"] == (3.0, 0.0)
+
+
+def test_summary_computes_no_queries_to_target_when_the_best_baseline_does_not_beat_the_untuned_model():
+    def run(*rewards, start=0):
+        return {"curve": [{"queries": start + 10 * i, "wall_seconds": i, "reward_1step": r, "reward_2step": r}
+                          for i, r in enumerate(rewards)]}
+    results = {"queries": 20, "seeds": [0], "eval_every_queries": 10,
+               "methods": {"lasro": {"method": "lasro", "skipped": None, "runs": [run(1.0, 1.2, start=10)]},
+                           "ppo": {"method": "ppo", "skipped": None, "runs": [run(1.0, 0.9, 0.8)]},
+                           "dpo": {"method": "dpo", "skipped": None, "runs": [run(1.0, 0.5, 0.9)]}}}
+    rows = {r["label"]: r for r in summary(results)}
+    # only runs evaluated at 0 queries count as the untuned model (lasro's first point is at 10)
+    assert rows["lasro"]["initial_2step"] == 1.0 and rows["lasro"]["best_baseline"] == "dpo"
+    assert rows["lasro"]["best_baseline_2step"] == 0.9 and rows["lasro"]["target_beats_initial"] is False
+    assert rows["lasro"]["target_2step"] is None
+    assert all("queries_to_target" not in r and r["speedup_vs_best_baseline"] is None for r in rows.values())
+    table = markdown(results)
+    assert "final 2-step reward 0.9; untuned model 1)" in table and "queries to reach it are not computed" in table
+    assert "| lasro | 1 | 20 | 1.2 ± 0 | 1.2 ± 0 | – | – |" in table

@@ -28,6 +28,8 @@ def test_yaml_and_overrides(tmp_path):
     ({"model": {"timesteps": [999, 499, 200]}}, "1 or 2 timesteps"),
     ({"exploration": {"t1_range": [700, 300]}}, "t1_range"),
     ({"model": 3}, "model: expected a mapping"),
+    ({"gors": {"step_counts": [3]}}, "gors.step_counts must be a non-empty subset of [1, 2]"),
+    ({"gors": {"step_counts": [2]}, "model": {"timesteps": [999]}}, "use gors.step_counts: [1]"),
 ])
 def test_validation_names_key_and_valid_values(data, message):
     with pytest.raises(ConfigError) as e:

@@ -114,6 +114,8 @@ def test_gors_weights_keep_the_top_fraction_and_favour_high_reward():
     assert np.flatnonzero(w).tolist() == [1, 3, 6, 7]  # the best half of each step count
     assert w[1] > w[3] > 0 and w[6] > w[7] > 0
     np.testing.assert_allclose([w[steps == k].sum() for k in (1, 2)], [2.0, 2.0])  # mean 1 over the kept
+    only_two = gors_weights(rewards, steps, top_fraction=0.5, temperature=1.0, step_counts=[2])
+    assert np.flatnonzero(only_two).tolist() == [6, 7] and np.allclose(only_two[6:], w[6:])
 
 
 def test_draft_gradient_reaches_the_lora_and_raises_the_differentiable_reward(tiny_dirs, tmp_path):

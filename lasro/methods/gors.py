@@ -4,6 +4,8 @@ paper's "fine-tune on own high-reward samples" baseline).
 Each round: sample on-policy, score with the true reward, keep the top ``gors.top_fraction`` of each step
 count's samples, weight them by a softmax of their normalised reward, and regress the generator onto them
 with the few-step denoising loss (noise the sample to a timestep, predict the clean latent, weighted MSE).
+``gors.step_counts`` limits which samplers' outputs are kept. Nothing holds the model near its start: on
+the distilled demo model the loop of sampling and regressing diverges (docs/bench/demo-compare/).
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from lasro.methods.denoising import denoising_timesteps, x0_errors
 from lasro.methods.registry import register_method
 
 
-def gors_weights(rewards: np.ndarray, steps: np.ndarray, top_fraction: float, temperature: float) -> np.ndarray:
-    """Per sample: 0 outside the top ``top_fraction`` of its step count's group, else
+def gors_weights(rewards: np.ndarray, steps: np.ndarray, top_fraction: float, temperature: float,
+                 step_counts=(1, 2)) -> np.ndarray:
+    """Per sample: 0 outside ``step_counts`` or the top ``top_fraction`` of its step count's group, else
     softmax(z / temperature) over the kept ones (z: reward standardised within the group), scaled to mean 1."""
     rewards = np.asarray(rewards, dtype=np.float64)
     weights = np.zeros(len(rewards))
-    for k in np.unique(steps):
+    for k in np.intersect1d(np.unique(steps), list(step_counts)):
         group = np.flatnonzero(np.asarray(steps) == k)
         r = rewards[group]
         z = (r - r.mean()) / (r.std() + 1e-8)
@@ -39,7 +42,7 @@ class GORSTrainer(Baseline):
     def learn_from_round(self, round_index: int) -> dict:
         g, buf = self.cfg.gors, self.buffer
         idx = np.flatnonzero(buf.rounds == round_index)
-        w = gors_weights(buf.rewards[idx], buf.steps[idx], g.top_fraction, g.temperature)
+        w = gors_weights(buf.rewards[idx], buf.steps[idx], g.top_fraction, g.temperature, g.step_counts)
         self.kept, self.kept_weights = idx[w > 0], w[w > 0]
         stats = {"gors/kept_reward_mean": float(np.mean(buf.rewards[self.kept]))}
         return {**stats, **self.generator_steps(self.cfg.algorithm.generator_steps)}
