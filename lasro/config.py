@@ -106,6 +106,9 @@ class AlgorithmConfig:
     min_pair_accuracy: float = 0.0
     # ...averaged over this many latest collections: one round's estimate (a few hundred pairs) is noisy
     pair_accuracy_window: int = 1
+    # ours: rescale each output's surrogate gradient to the batch's mean size, so that every sample pulls
+    # the LoRA equally hard (lasro/sample_gradients.py)
+    equalize_sample_gradients: bool = False
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .normalizer import EMAScoreNormalizer
 from .overlap import BackgroundScorer
 from .prompts import resolve_prompts
 from .rewards import build_judges, build_reward
+from .sample_gradients import equalize_sample_gradients
 from .surrogate import LatentSurrogate, PixelSurrogate, bradley_terry_loss
 from .tracking import RunTracker
 
@@ -433,7 +434,10 @@ class LaSROTrainer:
             sur = self.base_surrogate
             with frozen(sur):
                 steps = torch.cat([torch.full((n,), k) for k in self.steps_1_2])
-                scores = sur(torch.cat(outs), PromptEmbeds.cat([emb] * len(outs)), steps).float()
+                x = torch.cat(outs)
+                if a.equalize_sample_gradients:
+                    x = equalize_sample_gradients(x)
+                scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
         stats, loss = {}, torch.zeros((), device=noise.device)
         for k, coef in zip(self.steps_1_2, (a.c1, a.c2)):
             s = scores[(k - 1) * n:k * n]
