@@ -149,6 +149,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def _with_spread(mean_std: tuple[float, float], runs: int, digits: str = ".4g", spread: str = ".2g") -> str:
+    """"mean ± std" over seeds; the mean alone for one seed (a std of one value says nothing)."""
+    mean, std = mean_std
+    return f"{mean:{digits}}" + (f" ± {std:{spread}}" if runs > 1 else "")
+
+
 def mean_curve(runs: list[dict], key: str, x_key: str = "queries") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, mean and std over seeds of ``key`` at each evaluation (seeds of one variant evaluate at the same
     query counts; curves are cut to the shortest)."""
@@ -176,14 +182,18 @@ def paired_gains(runs: list[dict]) -> dict:
         gains = [f["gain"][name] for f in finals]
         out[f"gain_{name}"] = _mean_std([g["mean"] for g in gains])
         out[f"gain_{name}_seeds_above_zero"] = sum(g["ci95"][0] > 0 for g in gains)
+        if len(gains) == 1:  # one seed: its own 95% interval is the only spread there is
+            out[f"gain_{name}_ci95"] = list(gains[0]["ci95"])
         out[f"final_{name}"] = _mean_std([f["tuned"][f"{name}_mean"] for f in finals])
     return out
 
 
 def initial_reward(results: dict) -> float | None:
-    """Mean 2-step reward of the untuned model: every run's evaluation at 0 queries (None: no run has one)."""
+    """Mean 2-step reward of the untuned model: every run's evaluation at round 0, before any generator
+    update (LaSRO's sits after its pre-training queries; files without rounds: the evaluations at 0 queries).
+    None: no run has one."""
     first = [r["curve"][0] for m in results["methods"].values() for r in m["runs"] if r["curve"]]
-    at_zero = [p["reward_2step"] for p in first if p["queries"] == 0]
+    at_zero = [p["reward_2step"] for p in first if p.get("round", 0 if p["queries"] == 0 else None) == 0]
     return float(np.mean(at_zero)) if at_zero else None
 
 
@@ -243,7 +253,7 @@ def markdown(results: dict) -> str:
             continue
         if not r["runs"]:
             continue
-        rewards = [f"{m:.4g} ± {s:.2g}" for m, s in (r["reward_1step"], r["reward_2step"])]
+        rewards = [_with_spread(r[f"reward_{k}step"], r["runs"]) for k in (1, 2)]
         if "queries_to_target" not in r:
             reach = "–"
         elif r["queries_to_target"] is None:
@@ -265,18 +275,25 @@ def paired_markdown(rows: list[dict]) -> str:
     rows = [r for r in rows if r.get("final_eval_runs")]
     if not rows:
         return ""
-    metrics = [k[len("gain_"):] for k in rows[0] if k.startswith("gain_") and not k.endswith("_above_zero")]
+    metrics = [k[len("gain_"):] for k in rows[0]
+               if k.startswith("gain_") and not k.endswith(("_above_zero", "_ci95"))]
     head = ("\n## Paired final evaluation\n\nEach run's tuned model against its own initial model on the same "
             f"{rows[0]['final_eval_samples']} held-out samples (`prompts.final_eval`): the gain's mean ± std over "
-            "seeds, and in brackets how many seeds' 95% intervals (resampling prompts) lie above zero.\n\n"
+            "seeds, and in brackets how many seeds' 95% intervals (resampling prompts) lie above zero; with one "
+            "seed, the gain and its 95% interval.\n\n"
             "| method | " + " | ".join(f"{m} after" for m in metrics) + " | "
             + " | ".join(f"{m} gain" for m in metrics) + " |\n|---|" + "---|" * (2 * len(metrics)) + "\n")
     lines = []
     for r in rows:
         name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
-        after = [f"{r['final_' + m][0]:.4g} ± {r['final_' + m][1]:.2g}" for m in metrics]
-        gain = [f"{r['gain_' + m][0]:+.4f} ± {r['gain_' + m][1]:.3f} ({r['gain_' + m + '_seeds_above_zero']}/"
-                f"{r['final_eval_runs']})" for m in metrics]
+        n = r["final_eval_runs"]
+        after = [_with_spread(r["final_" + m], n) for m in metrics]
+        if n == 1:
+            gain = [f"{r['gain_' + m][0]:+.4f} [{r['gain_' + m + '_ci95'][0]:+.4f}, {r['gain_' + m + '_ci95'][1]:+.4f}]"
+                    for m in metrics]
+        else:
+            gain = [f"{_with_spread(r['gain_' + m], n, '+.4f', '.3f')} ({r['gain_' + m + '_seeds_above_zero']}/{n})"
+                    for m in metrics]
         lines.append(f"| {name} | " + " | ".join(after + gain) + " |")
     return head + "\n".join(lines) + "\n"
 

@@ -74,7 +74,10 @@ def test_compare_runs_the_paired_final_evaluation_unless_told_not_to(tiny_dirs, 
     assert row["gain_reward_2step"] == pytest.approx((gain["mean"], 0.0))
     assert row["gain_reward_2step_seeds_above_zero"] == int(gain["ci95"][0] > 0)
     assert row["final_reward_2step"][0] == pytest.approx(final["tuned"]["reward_2step_mean"])
-    assert "## Paired final evaluation" in table and f"{gain['mean']:+.4f} ± 0.000" in table
+    # one seed: the gain with its own 95% interval, not a std of one value
+    assert row["gain_reward_2step_ci95"] == gain["ci95"]
+    assert "## Paired final evaluation" in table
+    assert f"{gain['mean']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]" in table
 
 
 def test_ablation_preset_names_valid_variants(tmp_path):
@@ -126,4 +129,17 @@ def test_summary_computes_no_queries_to_target_when_the_best_baseline_does_not_b
     assert all("queries_to_target" not in r and r["speedup_vs_best_baseline"] is None for r in rows.values())
     table = markdown(results)
     assert "final 2-step reward 0.9; untuned model 1)" in table and "queries to reach it are not computed" in table
-    assert "| lasro | 1 | 20 | 1.2 ± 0 | 1.2 ± 0 | – | – |" in table
+    assert "| lasro | 1 | 20 | 1.2 | 1.2 | – | – |" in table  # one seed: no "± 0"
+
+
+def test_untuned_model_is_every_run_s_round_0_evaluation_even_after_pre_training_queries():
+    """An ablation table holds only LaSRO variants, whose first evaluation sits after pre-training."""
+    def run(*rewards):
+        return {"curve": [{"round": 5 * i, "queries": 100 + 10 * i, "wall_seconds": i, "reward_1step": r,
+                           "reward_2step": r} for i, r in enumerate(rewards)]}
+    results = {"queries": 120, "seeds": [0], "eval_every_queries": 10,
+               "methods": {"lasro": {"method": "lasro", "skipped": None, "runs": [run(1.0, 0.8, 0.7)]},
+                           "on_policy": {"method": "lasro", "skipped": None, "runs": [run(1.0, 1.0, 1.0)]}}}
+    (row, _) = summary(results)
+    assert row["initial_2step"] == 1.0 and row["best_baseline"] == "on_policy"
+    assert row["target_beats_initial"] is False and row["target_2step"] is None
