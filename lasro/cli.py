@@ -303,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--no-final-eval", action="store_true",
                     help="skip each run's paired final evaluation on prompts.final_eval (default: run it when the "
                          "config names one)")
-    bc.add_argument("--preset", choices=["ablations"], help="ablations: lasro/configs/bench_ablations.yaml")
+    bc.add_argument("--preset", choices=["ablations", "ablations_config"],
+                    help="ablations: the paper's, with its latent surrogate (lasro/configs/bench_ablations.yaml); "
+                         "ablations_config: the same switches on CONFIG as it stands (bench_ablations_config.yaml)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
     return p

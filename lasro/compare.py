@@ -26,7 +26,8 @@ from .config import DEFAULT_CONFIG, ConfigError, config_from_dict, read_config_d
 
 log = logging.getLogger("lasro")
 DEFAULT_VARIANTS = ("lasro", "ppo", "dpo", "gors", "draft")
-PRESETS = {"ablations": os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_ablations.yaml")}
+PRESETS = {name: os.path.join(os.path.dirname(DEFAULT_CONFIG), f"bench_{name}.yaml")
+           for name in ("ablations", "ablations_config")}
 UNLIMITED_ROUNDS = 10**9  # the query budget, not the round count, ends a compare run
 
 

@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from lasro.cli import main
-from lasro.compare import PRESETS, markdown, summary, variants
-from lasro.config import ConfigError, config_from_dict
+from lasro.compare import PRESETS, _merge, markdown, summary, variants
+from lasro.config import ConfigError, config_from_dict, read_config_data
 
 
 def _base_config(path, tiny_dir, methods=None):
@@ -95,6 +95,24 @@ def test_ablation_preset_names_valid_variants(tmp_path):
     assert all(found[k].overrides["surrogate"]["space"] == "latent" for k in found if k != "pixel_surrogate")
     with pytest.raises(ConfigError, match="unknown method or variant 'reinforce'"):
         variants(table, ["reinforce"])
+
+
+def test_config_ablation_preset_switches_parts_off_on_the_config_as_it_stands():
+    with open(PRESETS["ablations_config"]) as f:
+        table = yaml.safe_load(f)["methods"]
+    found = {v.label: v for v in variants(table, None)}
+    assert list(found) == ["lasro", "on_policy", "frozen_surrogate", "two_step_only"]
+    assert found["lasro"].overrides == {"algorithm": {"method": "lasro"}}  # CONFIG unchanged
+    # no variant names a surrogate space or adds exploration: the demo's pixel surrogate stays pixel
+    assert all("surrogate" not in v.overrides for v in found.values())
+    demo = read_config_data(None)
+    for v in found.values():
+        cfg = config_from_dict(_merge(demo, v.overrides))
+        assert cfg.surrogate.space == "pixel"
+    on_policy = config_from_dict(_merge(demo, found["on_policy"].overrides))
+    assert on_policy.exploration.t1_range is None and on_policy.buffer.recency_decay == 0.0
+    assert config_from_dict(_merge(demo, found["frozen_surrogate"].overrides)).algorithm.surrogate_steps == 0
+    assert config_from_dict(_merge(demo, found["two_step_only"].overrides)).algorithm.c1 == 0.0
 
 
 def test_summary_reports_unreached_targets():
