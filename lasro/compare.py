@@ -191,10 +191,9 @@ def paired_gains(runs: list[dict]) -> dict:
 
 def initial_reward(results: dict) -> float | None:
     """Mean 2-step reward of the untuned model: every run's evaluation at round 0, before any generator
-    update (LaSRO's sits after its pre-training queries; files without rounds: the evaluations at 0 queries).
-    None: no run has one."""
+    update (LaSRO's sits after its pre-training queries, not at 0 queries). None: no run has one."""
     first = [r["curve"][0] for m in results["methods"].values() for r in m["runs"] if r["curve"]]
-    at_zero = [p["reward_2step"] for p in first if p.get("round", 0 if p["queries"] == 0 else None) == 0]
+    at_zero = [p["reward_2step"] for p in first if p["round"] == 0]
     return float(np.mean(at_zero)) if at_zero else None
 
 
