@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .malloc_tuning import keep_freed_memory
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .generators.few_step import ModelLoadError
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging()
+    keep_freed_memory()
     try:
         return args.fn(args)
     except (ConfigError, ModelLoadError, RewardError, CheckpointError, NonFiniteError, FileNotFoundError,
