@@ -4,8 +4,9 @@ A training step frees and re-allocates the same large buffers every time. With g
 freed top of the heap goes back to the kernel and the next step faults every page in again: on the
 2-core demo machine a 6-round demo run took 7.1 M page faults and 22.6 s of system time; with the
 settings below, 0.7 M and 5.0 s, and 2 min 31 s of wall became 2 min 05 s, with the same metrics
-to the last digit (peak memory about 0.5 GB higher on the full demo run). The CLI calls ``keep_freed_memory`` once at start; it does nothing when the user
-set any ``MALLOC_*`` variable (their choice wins), when ``LASRO_MALLOC_TUNING=0``, or off glibc.
+to the last digit (peak memory about 0.5 GB higher on the full demo run). The CLI calls
+``keep_freed_memory`` once at start; it does nothing when the user set any ``MALLOC_*`` variable
+(their choice wins), when ``LASRO_MALLOC_TUNING=0``, or off glibc.
 """
 from __future__ import annotations
 

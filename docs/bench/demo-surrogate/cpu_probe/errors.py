@@ -7,33 +7,34 @@ shape -> wrong_shape; neither -> both_wrong; nothing left to pair -> missing. Un
 are extra.
 """
 import collections
+import os
 import sys
 
 import torch
 
-from lasro.demo.shapes import parse_prompt
-from lasro.evaluation import score_samples
-from lasro.generators.few_step import FewStepGenerator
-from lasro.prompts import resolve_prompts
-from lasro.rewards.registry import build_reward
-from lasro.rewards.shapes_detector import detect
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import gen  # noqa: E402  (the probes' shared demo generator)
+from lasro.demo.shapes import parse_prompt  # noqa: E402
+from lasro.evaluation import score_samples  # noqa: E402
+from lasro.prompts import resolve_prompts  # noqa: E402
+from lasro.rewards.registry import build_reward  # noqa: E402
+from lasro.rewards.shapes_detector import detect  # noqa: E402
 
 
-def pair_off(left: list, right: list, same) -> int:
-    """Remove pairs (a, f) with same(a, f) from both lists; returns how many; calls ``same`` in order."""
-    n = 0
+def pair_off(left: list, right: list, same) -> list[tuple]:
+    """Remove pairs (a, f) with same(a, f) from both lists, first match in order; returns the pairs."""
+    pairs = []
     for a in list(left):
         f = next((f for f in right if same(a, f)), None)
         if f is not None:
             left.remove(a)
             right.remove(f)
-            n += 1
-    return n
+            pairs.append((a, f))
+    return pairs
 
 
 def main() -> None:
     torch.set_num_threads(1)
-    gen = FewStepGenerator.from_pretrained("demo:shapes")
     lora = sys.argv[1] if len(sys.argv) > 1 else None
     if lora:
         gen.pipe.load_lora_weights(lora)
@@ -47,16 +48,11 @@ def main() -> None:
         tally["images_with_extra_objects"] += sum(found.values()) > sum(asked.values())
         tally["matched"] += sum(min(n, found[k]) for k, n in asked.items())
         missed, spare = list((asked - found).elements()), list((found - asked).elements())
-
-        def same_shape(a, f):
-            if a[1] == f[1]:
-                confusion[f"{a[0]}->{f[0]}"] += 1
-                return True
-            return False
-
-        tally["wrong_colour"] += pair_off(missed, spare, same_shape)
-        tally["wrong_shape"] += pair_off(missed, spare, lambda a, f: a[0] == f[0])
-        tally["both_wrong"] += pair_off(missed, spare, lambda a, f: True)
+        wrong_colour = pair_off(missed, spare, lambda a, f: a[1] == f[1])
+        tally["wrong_colour"] += len(wrong_colour)
+        confusion.update(f"{a[0]}->{f[0]}" for a, f in wrong_colour)
+        tally["wrong_shape"] += len(pair_off(missed, spare, lambda a, f: a[0] == f[0]))
+        tally["both_wrong"] += len(pair_off(missed, spare, lambda a, f: True))
         tally["missing"] += len(missed)
         tally["extra"] += len(spare)
     print({"lora": lora, "samples": len(prompts), "score": round(float(scores["reward"][2].mean()), 4),
