@@ -61,6 +61,12 @@ class SurrogateConfig:
     space: Literal["latent", "pixel"] = "latent"
     pixel_channels: int = 32  # pixel surrogate: width of its conv layers
     pixel_layers: int = 3  # pixel surrogate: stride-2 conv blocks
+    # ours: K independently initialised surrogates, each trained with its own Bradley-Terry loss on the
+    # same pairs (pixel members share one decode); pair accuracy reads their mean score
+    ensemble: int = 1
+    # ours: the generator ascends mean - pessimism * std over the members (needs ensemble >= 2), so it
+    # is not paid for moving where the members disagree, i.e. where the surrogate's data runs out
+    pessimism: float = 0.0
 
 
 @dataclass
@@ -287,6 +293,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "prompts.final_eval_seeds": cfg.prompts.final_eval_seeds,
         "surrogate.pixel_channels": cfg.surrogate.pixel_channels, "surrogate.pixel_layers": cfg.surrogate.pixel_layers,
         "ppo.epochs": cfg.ppo.epochs, "algorithm.pair_accuracy_window": cfg.algorithm.pair_accuracy_window,
+        "surrogate.ensemble": cfg.surrogate.ensemble,
     }
     for key, v in positive.items():
         if v < 1:
@@ -310,6 +317,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
                    "gors.temperature": cfg.gors.temperature, "dpo.beta": cfg.dpo.beta}.items():
         if not v > 0:
             raise ConfigError(f"{key} must be positive; got {v}")
+    if cfg.surrogate.pessimism < 0:
+        raise ConfigError(f"surrogate.pessimism must be >= 0 (0: ascend the members' mean); got {cfg.surrogate.pessimism}")
+    if cfg.surrogate.pessimism > 0 and cfg.surrogate.ensemble < 2:
+        raise ConfigError(f"surrogate.pessimism {cfg.surrogate.pessimism} needs the members' spread: set "
+                          f"surrogate.ensemble to 2 or more (it is {cfg.surrogate.ensemble}), or pessimism to 0")
     if not 0.0 < cfg.algorithm.ema_decay < 1.0:
         raise ConfigError(f"algorithm.ema_decay must be in (0, 1); got {cfg.algorithm.ema_decay}")
 

@@ -177,14 +177,64 @@ class PixelSurrogate(nn.Module):
             rgb = self.decode_pixels(latents).float()
         else:
             rgb = pixels.to(latents.device).float() / 255
+        return self.score_rgb(rgb, embeds, steps)
+
+    def score_rgb(self, rgb: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor) -> torch.Tensor:
+        """Scores of decoded images in [0, 1] (an ensemble decodes once and calls this per member)."""
         h = self.convs(rgb * 2 - 1).mean(dim=(2, 3))
         film = self.text(embeds.hidden.float().mean(dim=1))
         if self.step_embedding is not None:
-            film = film + self.step_embedding(steps.to(latents.device).long())
+            film = film + self.step_embedding(steps.to(rgb.device).long())
         scale, shift = film.chunk(2, dim=-1)
         return self.out(F.silu(h * (1 + scale) + shift)).squeeze(-1)
 
 
+class SurrogateEnsemble(nn.Module):
+    """K independently initialised surrogates trained on the same pairs, each with its own
+    Bradley-Terry loss; ``forward`` returns their scores as (batch, K).
+
+    Why (ours, not the paper's): a generator that follows one surrogate's gradient finds the
+    places where that surrogate is wrong. Members agree where their data pins the reward down and
+    disagree elsewhere, so the generator can ascend a pessimistic score (``pessimistic``:
+    mean - beta * std over members) that stops paying where the data runs out.
+    Pixel members share one decode of the latents."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.reads_pixels = all(getattr(m, "reads_pixels", False) for m in members)
+
+    def backbone_parameters(self) -> list:
+        return [p for m in self.members for p in m.backbone_parameters()]
+
+    def forward(self, latents: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.reads_pixels:
+            if pixels is None:
+                rgb = self.members[0].decode_pixels(latents).float()
+            else:
+                rgb = pixels.to(latents.device).float() / 255
+            scores = [m.score_rgb(rgb, embeds, steps) for m in self.members]
+        else:
+            scores = [m(latents, embeds, steps) for m in self.members]
+        return torch.stack(scores, dim=-1)
+
+
+def mean_score(scores: torch.Tensor) -> torch.Tensor:
+    """One score per sample: an ensemble's (batch, K) scores averaged over members; (batch,) as is."""
+    return scores.mean(dim=-1) if scores.dim() == 2 else scores
+
+
+def pessimistic(scores: torch.Tensor, beta: float) -> torch.Tensor:
+    """mean - beta * std over an ensemble's members (a lower confidence bound); (batch,) scores as is."""
+    if scores.dim() == 1:
+        return scores
+    return scores.mean(dim=-1) - beta * scores.std(dim=-1)
+
+
 def bradley_terry_loss(score_win: torch.Tensor, score_lose: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(R(win) - R(lose)), averaged over pairs."""
+    """-log sigmoid(R(win) - R(lose)), averaged over pairs (and over members for (pairs, K) scores,
+    so each member of an ensemble gets its own loss)."""
     return -F.logsigmoid(score_win - score_lose).mean()

@@ -29,7 +29,8 @@ from .overlap import BackgroundScorer
 from .prompts import resolve_prompts
 from .rewards import build_judges, build_reward
 from .sample_gradients import equalize_sample_gradients
-from .surrogate import LatentSurrogate, PixelSurrogate, bradley_terry_loss
+from .surrogate import (LatentSurrogate, PixelSurrogate, SurrogateEnsemble, bradley_terry_loss, mean_score,
+                        pessimistic)
 from .tracking import RunTracker
 
 log = logging.getLogger("lasro")
@@ -85,9 +86,15 @@ def weights_swapped(params: list[torch.Tensor], values: list[torch.Tensor]):
                 p.copy_(v)
 
 
-def build_surrogate(cfg: TrainConfig, gen: FewStepGenerator) -> LatentSurrogate | PixelSurrogate:
+def build_surrogate(cfg: TrainConfig, gen: FewStepGenerator) -> LatentSurrogate | PixelSurrogate | SurrogateEnsemble:
     """``surrogate.space``: latent (the paper's UNet-encoder surrogate) or pixel (the ablation: a small
-    CNN on VAE-decoded images)."""
+    CNN on VAE-decoded images); ``surrogate.ensemble`` > 1 builds that many, each initialised afresh."""
+    if cfg.surrogate.ensemble > 1:
+        return SurrogateEnsemble([build_one_surrogate(cfg, gen) for _ in range(cfg.surrogate.ensemble)])
+    return build_one_surrogate(cfg, gen)
+
+
+def build_one_surrogate(cfg: TrainConfig, gen: FewStepGenerator) -> LatentSurrogate | PixelSurrogate:
     s = cfg.surrogate
     if s.space == "pixel":
         return PixelSurrogate(gen.decode_pixels, gen.unet.config.cross_attention_dim, channels=s.pixel_channels,
@@ -355,8 +362,8 @@ class LaSROTrainer:
         for i in range(0, len(prompts), chunk):
             extra = {} if pixels is None else {"pixels": pixels[i:i + chunk]}
             with self.acc.autocast():
-                scores.append(self.base_surrogate(latents[i:i + chunk].to(self.acc.device), self.embeds(
-                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk]), **extra).float().cpu())
+                scores.append(mean_score(self.base_surrogate(latents[i:i + chunk].to(self.acc.device), self.embeds(
+                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk]), **extra)).float().cpu())
         s = torch.cat(scores).numpy()
         return float(np.mean(s[win] > s[lose]))
 
@@ -437,7 +444,8 @@ class LaSROTrainer:
                 x = torch.cat(outs)
                 if a.equalize_sample_gradients:
                     x = equalize_sample_gradients(x)
-                scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
+                member_scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
+        scores = pessimistic(member_scores, self.cfg.surrogate.pessimism)
         stats, loss = {}, torch.zeros((), device=noise.device)
         for k, coef in zip(self.steps_1_2, (a.c1, a.c2)):
             s = scores[(k - 1) * n:k * n]
@@ -445,6 +453,9 @@ class LaSROTrainer:
             self.norms[k].update(self.acc.gather(s.detach()))
             loss = loss - coef * self.norms[k](s, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
+            if member_scores.dim() == 2:  # how much the members disagree on the generator's outputs
+                stats[f"generator/surrogate_member_std_{k}step"] = float(
+                    member_scores[(k - 1) * n:k * n].detach().std(dim=-1).mean())
         if refs is not None:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg

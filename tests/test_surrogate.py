@@ -81,3 +81,64 @@ def test_surrogate_learns_a_synthetic_latent_ranking():
         sc = s(lat, embeds(pr), torch.full((128,), 2)).numpy()
     accuracy = float(np.mean(sc[w] > sc[l]))
     assert accuracy >= 0.9, accuracy
+
+
+def _pixel_ensemble(members: int = 3):
+    from lasro.config import load_config
+    from lasro.trainer import build_surrogate
+
+    gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
+    cfg = load_config(None, ["surrogate.space=pixel", f"surrogate.ensemble={members}", "surrogate.pessimism=1.0"])
+    return gen, build_surrogate(cfg, gen)
+
+
+def test_pixel_ensemble_decodes_once_and_each_member_gets_its_own_loss(monkeypatch):
+    from lasro.surrogate import SurrogateEnsemble
+
+    torch.manual_seed(0)
+    gen, s = _pixel_ensemble(3)
+    assert isinstance(s, SurrogateEnsemble) and s.reads_pixels and len(s.members) == 3
+    calls = []
+    decode = gen.decode_pixels
+    monkeypatch.setattr(s.members[0], "decode_pixels", lambda z: calls.append(1) or decode(z))
+    latents = torch.randn(4, 4, 8, 8, requires_grad=True)
+    embeds = gen.encode_prompts(["a", "b", "a", "b"])
+    scores = s(latents, embeds, torch.tensor([1, 2, 1, 2]))
+    assert scores.shape == (4, 3) and len(calls) == 1  # one decode for all members
+    # independently initialised: the members disagree before training
+    assert scores.std(dim=-1).min() > 0
+    # the pixels a buffer caches give the same scores as decoding
+    pixels = (decode(latents.detach()).clamp(0, 1) * 255).round().to(torch.uint8)
+    torch.testing.assert_close(s(latents, embeds, torch.tensor([1, 2, 1, 2]), pixels=pixels), scores,
+                               atol=0.05, rtol=0)
+    # a loss on member 1 alone trains member 1 alone
+    bradley_terry_loss(scores[:2, 1], scores[2:, 1]).backward()
+    grads = [sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None) for m in s.members]
+    assert grads[1] > 0 and grads[0] == 0 and grads[2] == 0
+    assert latents.grad.abs().sum() > 0  # the decode stays in the generator's gradient path
+
+
+def test_pessimistic_score_is_the_members_lower_confidence_bound():
+    from lasro.surrogate import mean_score, pessimistic
+
+    scores = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
+    torch.testing.assert_close(mean_score(scores), torch.tensor([2.0, 2.0]))
+    # equal means; the sample the members disagree on scores lower
+    lcb = pessimistic(scores, 1.0)
+    torch.testing.assert_close(lcb, torch.tensor([2.0 - 2 ** 0.5, 2.0]))
+    torch.testing.assert_close(pessimistic(scores, 0.0), mean_score(scores))
+    single = torch.tensor([0.5, -1.0])  # a single surrogate's scores pass through both
+    assert pessimistic(single, 2.0) is single and mean_score(single) is single
+
+
+def test_ensemble_config_errors_name_the_fix():
+    import pytest
+
+    from lasro.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="surrogate.ensemble to 2 or more"):
+        load_config(None, ["surrogate.pessimism=1.0"])
+    with pytest.raises(ConfigError, match="surrogate.ensemble must be at least 1"):
+        load_config(None, ["surrogate.ensemble=0"])
+    with pytest.raises(ConfigError, match="surrogate.pessimism must be >= 0"):
+        load_config(None, ["surrogate.ensemble=2", "surrogate.pessimism=-1"])

@@ -61,6 +61,23 @@ def test_resume_latest_continues_counters_and_rows(tiny_dirs, tmp_path):
     assert lines == [0, 1, 2, 3]
 
 
+def test_pessimistic_ensemble_trains_logs_member_spread_and_resumes(tiny_dirs, tmp_path):
+    """surrogate.ensemble=3 with pessimism: every member's weights are checkpointed and restored."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    sur = {"space": "pixel", "pixel_channels": 8, "ensemble": 3, "pessimism": 1.0}
+    first = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur))
+    rows = first.train()
+    assert rows[-1]["generator/surrogate_member_std_2step"] > 0
+    saved = load_file(str(out / "checkpoints" / "round-000002" / "surrogate.safetensors"))
+    assert {k.split(".")[1] for k in saved} == {"0", "1", "2"}  # members.<i>.…
+    resumed = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur, algorithm={"rounds": 3}))
+    resumed.load_checkpoint("latest")
+    for (name, p), q in zip(first.base_surrogate.named_parameters(), resumed.base_surrogate.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+
+
 def test_cli_train_and_sample(tiny_dirs, tmp_path, capsys):
     out = tmp_path / "cli"
     cfg_path = tmp_path / "c.yaml"
