@@ -64,8 +64,9 @@ class SurrogateConfig:
     # ours: K independently initialised surrogates, each trained with its own Bradley-Terry loss on the
     # same pairs (pixel members share one decode); pair accuracy reads their mean score
     ensemble: int = 1
-    # ours: the generator ascends mean - pessimism * std over the members (needs ensemble >= 2), so it
-    # is not paid for moving where the members disagree, i.e. where the surrogate's data runs out
+    # ours: the generator ascends mean - pessimism * std over the members (needs ensemble >= 2), the std
+    # taken over each member's score change from the anchor model's outputs on the same noises, so it
+    # is not paid for moves the members disagree on, i.e. where the surrogate's data runs out
     pessimism: float = 0.0
 
 

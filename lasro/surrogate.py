@@ -227,11 +227,17 @@ def mean_score(scores: torch.Tensor) -> torch.Tensor:
     return scores.mean(dim=-1) if scores.dim() == 2 else scores
 
 
-def pessimistic(scores: torch.Tensor, beta: float) -> torch.Tensor:
-    """mean - beta * std over an ensemble's members (a lower confidence bound); (batch,) scores as is."""
+def pessimistic(scores: torch.Tensor, beta: float, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """mean - beta * std over an ensemble's members (a lower confidence bound); (batch,) scores as is.
+
+    ``reference``: the members' scores of reference outputs (the anchor model's, same noises); the spread
+    is then taken over each member's change from its reference score. Bradley-Terry fixes a member's
+    scores only up to an offset per prompt, so members disagree on raw scores even where they agree
+    on every ranking; the spread of changes counts only disagreement about the move."""
     if scores.dim() == 1:
         return scores
-    return scores.mean(dim=-1) - beta * scores.std(dim=-1)
+    spread = scores if reference is None else scores - reference
+    return scores.mean(dim=-1) - beta * spread.std(dim=-1)
 
 
 def bradley_terry_loss(score_win: torch.Tensor, score_lose: torch.Tensor) -> torch.Tensor:

@@ -432,7 +432,8 @@ class LaSROTrainer:
         n = len(prompts)
         emb, noise, eps = inputs = self.generator_inputs(prompts)
         refs = None
-        if a.regularizer == "anchor" and a.reg_weight > 0:
+        anchored = a.regularizer == "anchor" and a.reg_weight > 0
+        if anchored or self.cfg.surrogate.pessimism > 0:
             # before the differentiable pass: the round anchor swaps the LoRA weights in place
             with torch.no_grad(), self.acc.autocast(), self.anchor_model() as ref_unet:
                 refs = self.gen.sample(ref_unet, noise, emb, renoise=eps)
@@ -445,7 +446,11 @@ class LaSROTrainer:
                 if a.equalize_sample_gradients:
                     x = equalize_sample_gradients(x)
                 member_scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
-        scores = pessimistic(member_scores, self.cfg.surrogate.pessimism)
+                ref_scores = None
+                if self.cfg.surrogate.pessimism > 0:
+                    with torch.no_grad():
+                        ref_scores = sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float()
+        scores = pessimistic(member_scores, self.cfg.surrogate.pessimism, ref_scores)
         stats, loss = {}, torch.zeros((), device=noise.device)
         for k, coef in zip(self.steps_1_2, (a.c1, a.c2)):
             s = scores[(k - 1) * n:k * n]
@@ -453,10 +458,10 @@ class LaSROTrainer:
             self.norms[k].update(self.acc.gather(s.detach()))
             loss = loss - coef * self.norms[k](s, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
-            if member_scores.dim() == 2:  # how much the members disagree on the generator's outputs
-                stats[f"generator/surrogate_member_std_{k}step"] = float(
-                    member_scores[(k - 1) * n:k * n].detach().std(dim=-1).mean())
-        if refs is not None:
+            if member_scores.dim() == 2:  # how much the members disagree (on the move from the anchor's outputs)
+                spread = member_scores if ref_scores is None else member_scores - ref_scores
+                stats[f"generator/surrogate_member_std_{k}step"] = float(spread[(k - 1) * n:k * n].detach().std(dim=-1).mean())
+        if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg
             stats["generator/anchor"] = float(reg.detach())

@@ -127,6 +127,11 @@ def test_pessimistic_score_is_the_members_lower_confidence_bound():
     lcb = pessimistic(scores, 1.0)
     torch.testing.assert_close(lcb, torch.tensor([2.0 - 2 ** 0.5, 2.0]))
     torch.testing.assert_close(pessimistic(scores, 0.0), mean_score(scores))
+    # against reference scores the spread is over each member's change: a member offset is no disagreement
+    offset = torch.tensor([[0.0, 5.0], [1.0, 3.0]])
+    torch.testing.assert_close(pessimistic(offset + 0.5, 1.0, reference=offset), torch.tensor([3.0, 2.5]))
+    torch.testing.assert_close(pessimistic(torch.tensor([[1.0, 3.0]]), 1.0, reference=torch.tensor([[0.0, 0.0]])),
+                               torch.tensor([2.0 - 2 ** 0.5]))
     single = torch.tensor([0.5, -1.0])  # a single surrogate's scores pass through both
     assert pessimistic(single, 2.0) is single and mean_score(single) is single
 
