@@ -319,7 +319,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         if not v > 0:
             raise ConfigError(f"{key} must be positive; got {v}")
     if cfg.surrogate.pessimism < 0:
-        raise ConfigError(f"surrogate.pessimism must be >= 0 (0: ascend the members' mean); got {cfg.surrogate.pessimism}")
+        raise ConfigError(f"surrogate.pessimism must be >= 0 (0: ascend the members' mean); "
+                          f"got {cfg.surrogate.pessimism}")
     if cfg.surrogate.pessimism > 0 and cfg.surrogate.ensemble < 2:
         raise ConfigError(f"surrogate.pessimism {cfg.surrogate.pessimism} needs the members' spread: set "
                           f"surrogate.ensemble to 2 or more (it is {cfg.surrogate.ensemble}), or pessimism to 0")

@@ -460,7 +460,8 @@ class LaSROTrainer:
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
             if member_scores.dim() == 2:  # how much the members disagree (on the move from the anchor's outputs)
                 spread = member_scores if ref_scores is None else member_scores - ref_scores
-                stats[f"generator/surrogate_member_std_{k}step"] = float(spread[(k - 1) * n:k * n].detach().std(dim=-1).mean())
+                member_std = spread[(k - 1) * n:k * n].detach().std(dim=-1)
+                stats[f"generator/surrogate_member_std_{k}step"] = float(member_std.mean())
         if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg
