@@ -147,3 +147,22 @@ def test_ensemble_config_errors_name_the_fix():
         load_config(None, ["surrogate.ensemble=0"])
     with pytest.raises(ConfigError, match="surrogate.pessimism must be >= 0"):
         load_config(None, ["surrogate.ensemble=2", "surrogate.pessimism=-1"])
+
+
+def test_latent_ensemble_members_have_their_own_backbone_adapters():
+    from lasro.config import load_config
+    from lasro.surrogate import SurrogateEnsemble
+    from lasro.trainer import build_surrogate, surrogate_param_groups
+
+    gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
+    cfg = load_config(None, ["surrogate.space=latent", "surrogate.ensemble=2", "surrogate.lora_rank=2"])
+    s = build_surrogate(cfg, gen)
+    assert isinstance(s, SurrogateEnsemble) and not s.reads_pixels
+    scores = s(torch.randn(3, 4, 8, 8), gen.encode_prompts(["a", "b", "c"]), torch.tensor([1, 2, 1]))
+    assert scores.shape == (3, 2)
+    lora = [n for n, p in s.named_parameters() if p.requires_grad and "lora_" in n]
+    assert {n.split(".")[1] for n in lora} == {"0", "1"}
+    # the optimiser's backbone group holds both members' adapters at surrogate.lr_backbone
+    groups = surrogate_param_groups(cfg, s)
+    assert len(groups) == 2 and groups[1]["lr"] == cfg.surrogate.lr_backbone
+    assert sum(p.numel() for p in groups[1]["params"]) == sum(p.numel() for n, p in s.named_parameters() if n in lora)
