@@ -173,11 +173,13 @@ class PixelSurrogate(nn.Module):
                 pixels: torch.Tensor | None = None) -> torch.Tensor:
         """``pixels``: the latents' decoded images (uint8) if already known; no gradient reaches the
         latents through them, so the generator's path always decodes."""
+        return self.score_rgb(self.images(latents, pixels), embeds, steps)
+
+    def images(self, latents: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """The latents' images in [0, 1]: decoded (in the gradient path), or the cached uint8 ``pixels``."""
         if pixels is None:
-            rgb = self.decode_pixels(latents).float()
-        else:
-            rgb = pixels.to(latents.device).float() / 255
-        return self.score_rgb(rgb, embeds, steps)
+            return self.decode_pixels(latents).float()
+        return pixels.to(latents.device).float() / 255
 
     def score_rgb(self, rgb: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor) -> torch.Tensor:
         """Scores of decoded images in [0, 1] (an ensemble decodes once and calls this per member)."""
@@ -212,10 +214,7 @@ class SurrogateEnsemble(nn.Module):
     def forward(self, latents: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor,
                 pixels: torch.Tensor | None = None) -> torch.Tensor:
         if self.reads_pixels:
-            if pixels is None:
-                rgb = self.members[0].decode_pixels(latents).float()
-            else:
-                rgb = pixels.to(latents.device).float() / 255
+            rgb = self.members[0].images(latents, pixels)
             scores = [m.score_rgb(rgb, embeds, steps) for m in self.members]
         else:
             scores = [m(latents, embeds, steps) for m in self.members]
@@ -236,8 +235,13 @@ def pessimistic(scores: torch.Tensor, beta: float, reference: torch.Tensor | Non
     on every ranking; the spread of changes counts only disagreement about the move."""
     if scores.dim() == 1:
         return scores
-    spread = scores if reference is None else scores - reference
-    return scores.mean(dim=-1) - beta * spread.std(dim=-1)
+    return scores.mean(dim=-1) - beta * member_spread(scores, reference)
+
+
+def member_spread(scores: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Std over an ensemble's members of their (batch, K) scores, or of each member's change from its
+    ``reference`` score (see ``pessimistic``): the disagreement the pessimistic score subtracts."""
+    return (scores if reference is None else scores - reference).std(dim=-1)
 
 
 def bradley_terry_loss(score_win: torch.Tensor, score_lose: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .prompts import resolve_prompts
 from .rewards import build_judges, build_reward
 from .sample_gradients import equalize_sample_gradients
 from .surrogate import (LatentSurrogate, PixelSurrogate, SurrogateEnsemble, bradley_terry_loss, mean_score,
-                        pessimistic)
+                        member_spread, pessimistic)
 from .tracking import RunTracker
 
 log = logging.getLogger("lasro")
@@ -459,9 +459,9 @@ class LaSROTrainer:
             loss = loss - coef * self.norms[k](s, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(s.detach().mean())
             if member_scores.dim() == 2:  # how much the members disagree (on the move from the anchor's outputs)
-                spread = member_scores if ref_scores is None else member_scores - ref_scores
-                member_std = spread[(k - 1) * n:k * n].detach().std(dim=-1)
-                stats[f"generator/surrogate_member_std_{k}step"] = float(member_std.mean())
+                ref = None if ref_scores is None else ref_scores[(k - 1) * n:k * n]
+                spread = member_spread(member_scores[(k - 1) * n:k * n].detach(), ref)
+                stats[f"generator/surrogate_member_std_{k}step"] = float(spread.mean())
         if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
             loss = loss + a.reg_weight * reg
