@@ -11,20 +11,30 @@ DESCRIPTION = """\
 lasro fine-tunes few-step text-to-image diffusion models (SDXL-Turbo, LCM-SDXL,
 LCM-SSD-1B, SD-Turbo) toward any reward, including non-differentiable ones, with
 LaSRO: a surrogate reward learned in the generator's latent space, back-propagated
-through the 1-2 sampling steps into LoRA weights.
+through the 1-2 sampling steps into LoRA weights. PPO, DPO, GORS and DRaFT run on
+the same loop for comparison (algorithm.method).
+
+Every command that takes a config takes it as the optional positional CONFIG
+(default: the embedded demo job, lasro/configs/demo.yaml) plus --set KEY=VALUE.
 
 examples:
+  lasro train                                         # the demo job, offline on CPU
   lasro train configs/tiny-jpeg.yaml                  # a few CPU minutes, offline
   lasro train configs/sdxl-turbo-jpeg.yaml --set optim.lr=5e-5 --set logging.output_dir=runs/a
+  lasro train configs/tiny-jpeg.yaml --set algorithm.method=ppo   # a baseline on the same loop
   lasro train CONFIG.yaml --resume latest             # continue an interrupted run
-  lasro sample --config CONFIG.yaml --lora runs/a/lora --prompt "a red car" --out samples/
-  lasro rewards                                       # list registered rewards
-  lasro bench step --config configs/tiny-jpeg.yaml    # cost of one LaSRO step (JSON)
+  lasro sample CONFIG.yaml --lora runs/a/lora --prompt "a red car" --out samples/
+  lasro eval --lora runs/demo/lora --against-base     # paired gain of a LoRA on held-out prompts
+  lasro rewards                                       # registered rewards
+  lasro methods                                       # registered methods
+  lasro serve-reward jpeg_compressibility --port 8000 # a reward over HTTP (reward: remote)
+  lasro demo build                                    # rebuild the shipped demo model (about an hour)
+  lasro bench step configs/tiny-jpeg.yaml             # cost of one LaSRO step (JSON)
   lasro bench overlap                                 # reward scoring inline vs overlapped with sampling
   lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
 
 Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
-reward_curve.png, checkpoints/round-N/, lora/pytorch_lora_weights.safetensors
+reward_curve.png, final_eval.json, checkpoints/round-N/, lora/pytorch_lora_weights.safetensors
 (loadable with diffusers' pipe.load_lora_weights).
 """
 
@@ -40,16 +50,18 @@ def _setup_logging() -> None:
 
 
 def _config(args):
-    from .config import load_config
+    """CONFIG with --set overrides; ``--model`` (sample, eval) stands for ``--set model.pretrained=...``."""
+    from lasro.methods import load_config
 
-    return load_config(args.config, args.set)
+    model = getattr(args, "model", None)
+    return load_config(args.config, args.set + ([f"model.pretrained={model}"] if model else []))
 
 
 def cmd_train(args) -> int:
-    from .methods import build_trainer
+    from lasro.training import Trainer
 
     cfg = _config(args)
-    trainer = build_trainer(cfg)
+    trainer = Trainer(cfg)
     rows = trainer.train(resume=args.resume)
     if trainer.is_main and rows:
         first, last = rows[0], rows[-1]
@@ -65,11 +77,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _place_and_load_lora(gen, args):
-    """Move the generator to --device (default: CUDA when present) and apply --lora if given."""
-    import torch
+def _generator(args, cfg):
+    """``cfg``'s model on --device (default: CUDA when present), with --lora applied if given."""
+    from lasro.generators import FewStepGenerator, default_device
 
-    gen.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gen = FewStepGenerator.from_config(cfg.model)
+    gen.to(args.device or default_device())
     if args.lora:
         if not os.path.exists(args.lora):
             raise FileNotFoundError(f"--lora {args.lora!r} not found (a folder with pytorch_lora_weights.safetensors)")
@@ -80,18 +93,12 @@ def _place_and_load_lora(gen, args):
 def cmd_sample(args) -> int:
     import torch
 
-    from .config import ModelConfig, load_config
-    from .generators.few_step import FewStepGenerator
+    from lasro.evaluation import fixed_noises
+    from lasro.prompts import resolve_prompts
 
-    if args.config:
-        model_cfg = load_config(args.config, args.set).model
-    else:
-        model_cfg = ModelConfig(pretrained=args.model, dtype=args.dtype)
-    gen = _place_and_load_lora(FewStepGenerator.from_config(model_cfg), args)
+    gen = _generator(args, _config(args))
     prompts = list(args.prompt or [])
     if args.prompts_file:
-        from .prompts import resolve_prompts
-
         prompts += resolve_prompts(args.prompts_file, "--prompts-file")
     if not prompts:
         raise ValueError("give at least one --prompt or a --prompts-file")
@@ -100,9 +107,7 @@ def cmd_sample(args) -> int:
     written = []
     for i, prompt in enumerate(prompts):
         for j in range(args.num_per_prompt):
-            g = torch.Generator().manual_seed(args.seed + j)
-            noise = torch.randn(gen.latent_shape(1), generator=g)
-            eps = torch.randn(gen.latent_shape(1), generator=g)
+            noise, eps = fixed_noises(gen, 1, args.seed + j)
             with torch.no_grad():
                 x = gen.sample(gen.unet, noise, gen.encode_prompts([prompt]), timesteps=steps, renoise=[eps])[-1]
             path = os.path.join(args.out, f"{i:03d}_{j:02d}.png")
@@ -113,34 +118,34 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import mean_metrics, paired_gain, score_samples
-    from .generators.few_step import FewStepGenerator
-    from .prompts import resolve_prompts
-    from .rewards import build_judges, build_reward
-    from .trainer import adapters_off
+    from lasro.evaluation import mean_metrics, paired_evaluation, score_samples
+    from lasro.prompts import resolve_prompts
+    from lasro.rewards import build_judges, build_reward
 
     if args.against_base and not args.lora:
         raise ValueError("--against-base compares --lora with the model without it: give --lora too")
-    gen = _place_and_load_lora(FewStepGenerator.from_pretrained(args.model, dtype=args.dtype), args)
-    prompts = resolve_prompts(args.prompts, "--prompts")
-    prompts = [p for p in prompts for _ in range(args.seeds)]
-    reward, judges = build_reward(args.reward), build_judges(args.judge or [])
-    scores, _ = score_samples(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
-    row = {"model": args.model, "lora": args.lora, "reward": args.reward, "prompts": args.prompts,
-           "samples": len(prompts), "seed": args.seed, **mean_metrics(scores)}
+    cfg = _config(args)
+    gen = _generator(args, cfg)
+    prompt_set = args.prompts or cfg.prompts.final_eval or cfg.prompts.eval
+    prompts = [p for p in resolve_prompts(prompt_set, "--prompts") for _ in range(args.seeds)]
+    reward_spec = args.reward or cfg.reward
+    reward, judges = build_reward(reward_spec), build_judges(list(cfg.eval_rewards) + (args.judge or []))
+    row = {"model": cfg.model.pretrained, "lora": args.lora, "reward": reward_spec, "prompts": prompt_set,
+           "samples": len(prompts), "seed": args.seed}
     if args.against_base:
-        with adapters_off(gen.unet):
-            base, _ = score_samples(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
-        row["base"] = mean_metrics(base)
         # the same noises with the LoRA off: per-sample differences, bootstrapped over prompts
-        row["gain"] = {f"{name}_{k}step": paired_gain(scores[name][k], base[name][k], prompts)
-                       for name in scores for k in scores[name]}
+        paired = paired_evaluation(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
+        row.update({**paired["tuned"], "base": paired["initial"], "gain": paired["gain"]})
+    else:
+        scores, _ = score_samples(gen, reward, prompts, seed=args.seed, steps=args.steps, judges=judges)
+        row.update(mean_metrics(scores))
     print(json.dumps(row))
     return 0
 
 
 def cmd_demo_build(args) -> int:
-    from .demo.build import PACKAGED_MODEL, BuildSpec, build
+    from lasro.demo.build import BuildSpec, build
+    from lasro.generators.loading import PACKAGED_MODEL
 
     spec = BuildSpec(seed=args.seed, scale=args.scale)
     build(args.out or PACKAGED_MODEL, args.work, spec)
@@ -148,7 +153,7 @@ def cmd_demo_build(args) -> int:
 
 
 def cmd_serve_reward(args) -> int:
-    from .rewards.remote import make_server
+    from lasro.rewards.remote import make_server
 
     spec = {"name": args.name, "kwargs": json.loads(args.kwargs)} if args.kwargs else args.name
     server = make_server(spec, args.host, args.port)
@@ -164,29 +169,38 @@ def cmd_serve_reward(args) -> int:
 
 
 def cmd_rewards(args) -> int:
-    from .rewards import list_rewards
+    from lasro.rewards import list_rewards
 
     for name, desc, needs_weights in list_rewards():
         print(f"{name:28s} {'[weights]' if needs_weights else '         '} {desc}")
     return 0
 
 
+def cmd_methods(args) -> int:
+    from lasro.methods import list_methods, method_class
+
+    for name in list_methods():
+        doc = (method_class(name).__doc__ or "").strip().splitlines()
+        print(f"{name:10s} {doc[0] if doc else ''}")
+    return 0
+
+
 def cmd_bench_step(args) -> int:
-    from .bench import bench_step
+    from lasro.bench.step import bench_step
 
     print(json.dumps(bench_step(_config(args), repeats=args.repeats, warmup=args.warmup)))
     return 0
 
 
 def cmd_bench_overlap(args) -> int:
-    from .bench import bench_overlap
+    from lasro.bench.overlap import bench_overlap
 
     print(json.dumps(bench_overlap(_config(args), repeats=args.repeats, warmup=args.warmup)))
     return 0
 
 
 def cmd_bench_compare(args) -> int:
-    from .compare import compare, markdown
+    from lasro.bench.compare import compare, markdown
 
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -203,62 +217,63 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def with_config(sp, required: bool):
-        sp.add_argument("config", nargs=None if required else "?", metavar="CONFIG",
-                        help="YAML config (see configs/); omitted: the built-in defaults")
+    def with_config(sp):
+        """The one way every command takes a config: optional positional CONFIG, then --set overrides."""
+        sp.add_argument("config", nargs="?", metavar="CONFIG",
+                        help="YAML config (see configs/); omitted: the embedded demo job (lasro/configs/demo.yaml)")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set optim.lr=3e-5 (repeatable)")
 
-    t = sub.add_parser("train", help="fine-tune a generator with LaSRO",
+    def with_model(sp):
+        """A model to sample from: CONFIG's model section, --model to override it, a LoRA, a device."""
+        with_config(sp)
+        sp.add_argument("--model", help="hub id, local folder or demo:shapes (default: CONFIG's model.pretrained)")
+        sp.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--device", help="default: CUDA when present, else the CPU")
+
+    def with_timing(sp):
+        sp.add_argument("--repeats", type=int, default=3)
+        sp.add_argument("--warmup", type=int, default=1)
+
+    t = sub.add_parser("train", help="fine-tune a generator (LaSRO or a baseline: algorithm.method)",
                        description="Fine-tune a few-step generator toward the configured reward.")
-    with_config(t, required=False)
+    with_config(t)
     t.add_argument("--resume", metavar="latest|PATH", help="continue from the latest (or a given) checkpoint")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="generate PNGs from a model (+ LoRA)",
                        description="Generate images with the same 1-2 step sampler that training uses.")
-    s.add_argument("--config", help="take the model section from this YAML config")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--model", default="tiny:sdxl", help="hub id or local folder (when no --config)")
-    s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    s.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
+    with_model(s)
     s.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     s.add_argument("--prompts-file", help="text file, one prompt per line")
     s.add_argument("--steps", type=int, default=2, choices=[1, 2])
     s.add_argument("--num-per-prompt", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device")
     s.add_argument("--out", default="samples")
     s.set_defaults(fn=cmd_sample)
 
     e = sub.add_parser("eval", help="held-out mean reward (and exact-match) of a model at 1 and 2 steps",
                        description="Sample fixed-seed 1- and 2-step images for a prompt set, score them, "
                                    "print one JSON line.")
-    e.add_argument("--model", default="demo:shapes", help="hub id, local folder or demo:shapes")
-    e.add_argument("--lora", help="folder with pytorch_lora_weights.safetensors (e.g. RUN/lora)")
-    e.add_argument("--reward", default="shapes_detector", help="registered reward name or module.Class")
+    with_model(e)
+    e.add_argument("--reward", help="registered reward name or module:Class (default: CONFIG's reward)")
     e.add_argument("--judge", action="append", metavar="REWARD",
-                   help="another reward scored on the same samples, reported as REWARD/reward_Kstep_mean (repeatable)")
-    e.add_argument("--prompts", default="shapes:test",
-                   help="prompt file, or shapes:train / shapes:test / shapes:test:N (N distinct test prompts, balanced "
-                        "over object counts); default: all 345 test prompts")
+                   help="another reward scored on the same samples, reported as REWARD/reward_Kstep_mean "
+                        "(repeatable; CONFIG's eval_rewards are scored too)")
+    e.add_argument("--prompts",
+                   help="prompt file, or shapes:train / shapes:test / shapes:test:N (N distinct test prompts, "
+                        "balanced over object counts); default: CONFIG's prompts.final_eval, else prompts.eval")
     e.add_argument("--seeds", type=int, default=1, help="samples per prompt")
-    e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, nargs="+", default=[1, 2], choices=[1, 2])
-    e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    e.add_argument("--device")
     e.add_argument("--against-base", action="store_true",
                    help="also score the model without --lora on the same noises and report the per-sample gain "
                         "(mean and 95%% bootstrap interval over prompts) as \"base\" and \"gain\"")
     e.set_defaults(fn=cmd_eval)
 
-    d = sub.add_parser("demo", help="the shapes demo model").add_subparsers(dest="demo", metavar="ACTION")
-    db = d.add_parser("build", help="regenerate the shipped shapes demo model from scratch (about an hour on CPU)")
-    db.add_argument("--out", help="output folder (default: the package's own demo model folder)")
-    db.add_argument("--work", default="demo-build-work", help="stage cache; a rerun resumes from it")
-    db.add_argument("--seed", type=int, default=0)
-    db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
-    db.set_defaults(fn=cmd_demo_build)
+    r = sub.add_parser("rewards", help="list registered rewards")
+    r.set_defaults(fn=cmd_rewards)
+    m = sub.add_parser("methods", help="list registered fine-tuning methods")
+    m.set_defaults(fn=cmd_methods)
 
     sr = sub.add_parser("serve-reward", help="serve a registered reward over HTTP (for the 'remote' reward)",
                         description="Serve any registered reward (or module:attr) over HTTP, JSON + base64 PNG. "
@@ -269,22 +284,24 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--port", type=int, default=8000)
     sr.set_defaults(fn=cmd_serve_reward)
 
-    r = sub.add_parser("rewards", help="list registered rewards")
-    r.set_defaults(fn=cmd_rewards)
+    d = sub.add_parser("demo", help="the shapes demo model: demo build").add_subparsers(dest="demo", metavar="ACTION")
+    db = d.add_parser("build", help="regenerate the shipped shapes demo model from scratch (about an hour on CPU)")
+    db.add_argument("--out", help="output folder (default: the package's own demo model folder)")
+    db.add_argument("--work", default="demo-build-work", help="stage cache; a rerun resumes from it")
+    db.add_argument("--seed", type=int, default=0)
+    db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
+    db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCH")
+    b = sub.add_parser("bench", help="benchmarks: bench step, bench overlap, bench compare").add_subparsers(
+        dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
-    bs.add_argument("--config", help="YAML config")
-    bs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    bs.add_argument("--repeats", type=int, default=3)
-    bs.add_argument("--warmup", type=int, default=1)
+    with_config(bs)
+    with_timing(bs)
     bs.set_defaults(fn=cmd_bench_step)
     bo = b.add_parser("overlap", help="seconds of one collection round, reward scored inline vs overlapped "
                                       "with sampling")
-    bo.add_argument("--config", help="YAML config (default: the demo)")
-    bo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    bo.add_argument("--repeats", type=int, default=3)
-    bo.add_argument("--warmup", type=int, default=1)
+    with_config(bo)
+    with_timing(bo)
     bo.set_defaults(fn=cmd_bench_overlap)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
                       description="Train each method (or variant) with each seed from the same CONFIG until it "
@@ -292,10 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "and curves_queries.png / curves_wall.png under --out. Variants: registered "
                                   "methods, or labels under a `methods:` mapping in CONFIG (label -> config "
                                   "overrides) or in a --preset.")
-    bc.add_argument("config", metavar="CONFIG", help="base YAML config; optional `methods:` mapping of overrides")
-    bc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+    with_config(bc)
     bc.add_argument("--methods", help="comma-separated methods/variants (default: the `methods:` labels, else "
-                                      "lasro,ppo,dpo,gors,draft); the first is the reference, the rest baselines")
+                                      "every registered method, LaSRO first); the first is the reference, the rest baselines")
     bc.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     bc.add_argument("--queries", type=int, help="true-reward query budget per run (default: "
                                                 "algorithm.max_reward_queries of CONFIG)")
@@ -312,12 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .malloc_tuning import keep_freed_memory
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .generators.few_step import ModelLoadError
-    from .rewards import RewardError
-    from .trainer import NonFiniteError
+    from lasro.config import ConfigError
+    from lasro.generators import ModelLoadError
+    from lasro.malloc_tuning import keep_freed_memory
+    from lasro.rewards import RewardError
+    from lasro.training import NonFiniteError
+    from lasro.training.checkpointing import CheckpointError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,6 +9,13 @@ import torch
 from PIL import Image
 
 
+def fixed_noises(gen, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start noises and re-noising noises of ``n`` samples, drawn from ``seed`` alone: the same for
+    every model, step count and call, so two models' samples pair up one by one."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(gen.latent_shape(n), generator=g), torch.randn(gen.latent_shape(n), generator=g)
+
+
 @torch.no_grad()
 def score_samples(gen, reward, prompts: list[str], seed: int, steps=(1, 2), unet=None, chunk: int = 64,
                   autocast=None, judges: dict | None = None):
@@ -21,9 +28,7 @@ def score_samples(gen, reward, prompts: list[str], seed: int, steps=(1, 2), unet
     """
     unet = unet if unet is not None else gen.unet
     autocast = autocast or contextlib.nullcontext
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(gen.latent_shape(len(prompts)), generator=g)
-    eps = torch.randn(gen.latent_shape(len(prompts)), generator=g)
+    noise, eps = fixed_noises(gen, len(prompts), seed)
     scores: dict[str, dict[int, np.ndarray]] = {}
     images: dict[int, list[Image.Image]] = {}
     scorers = {"": reward, **{f"{label}/": judge for label, judge in (judges or {}).items()}}
@@ -64,6 +69,22 @@ def evaluate_generator(gen, reward, prompts: list[str], seed: int, steps=(1, 2),
     """
     scores, images = score_samples(gen, reward, prompts, seed, steps, unet, chunk, autocast, judges)
     return mean_metrics(scores), images
+
+
+def paired_evaluation(gen, reward, prompts: list[str], seed: int, steps=(1, 2), unet=None, chunk: int = 64,
+                      autocast=None, judges: dict | None = None) -> dict:
+    """``gen`` with its LoRA (``unet``, default ``gen.unet``) against the same model with the LoRA off, on the
+    same prompts and noises: ``{"tuned": means, "initial": means, "gain": {metric_kstep: paired_gain}}``."""
+    from lasro.generators.lora import adapters_off
+
+    unet = unet if unet is not None else gen.unet
+    kw = dict(seed=seed, steps=steps, chunk=chunk, autocast=autocast, judges=judges)
+    tuned, _ = score_samples(gen, reward, prompts, unet=unet, **kw)
+    with adapters_off(unet) as base_unet:
+        initial, _ = score_samples(gen, reward, prompts, unet=base_unet, **kw)
+    return {"tuned": mean_metrics(tuned), "initial": mean_metrics(initial),
+            "gain": {f"{name}_{k}step": paired_gain(tuned[name][k], initial[name][k], prompts)
+                     for name in tuned for k in tuned[name]}}
 
 
 def paired_gain(after: np.ndarray, before: np.ndarray, groups: list[str], resamples: int = 2000,

@@ -26,7 +26,7 @@ def tiny_dirs(tmp_path_factory):
 
 def tiny_train_config(output_dir, model: str, **sections):
     """A LaSRO config small enough for a test to train in seconds."""
-    from lasro.config import config_from_dict
+    from lasro.methods import build_config
 
     data = {
         "seed": 0,
@@ -35,8 +35,8 @@ def tiny_train_config(output_dir, model: str, **sections):
         "lora": {"rank": 4, "alpha": 8},
         "surrogate": {"batch_pairs": 4, "lora_rank": 2, "lora_alpha": 2},
         "exploration": {"samples_per_prompt": 2, "prompts_per_round": 2},
-        "algorithm": {"rounds": 2, "pretrain_collect_rounds": 1, "pretrain_surrogate_steps": 3,
-                      "generator_steps": 2, "surrogate_steps": 2},
+        "algorithm": {"rounds": 2, "generator_steps": 2},
+        "lasro": {"pretrain_collect_rounds": 1, "pretrain_surrogate_steps": 3, "surrogate_steps": 2},
         "optim": {"batch_size": 2, "lr": 1e-3},
         "prompts": {"train": ["a red circle", "a blue square", "a green tree"], "eval": ["a red square"],
                     "eval_seeds": 2},
@@ -45,4 +45,4 @@ def tiny_train_config(output_dir, model: str, **sections):
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.__setitem__(key, value)
-    return config_from_dict(data)
+    return build_config(data)

@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 
-from lasro import checkpoint as ckpt
-from lasro.generators.few_step import FewStepGenerator
-from lasro.trainer import LaSROTrainer
+from lasro.training import checkpointing as ckpt
+from lasro.generators import FewStepGenerator
+from lasro.methods.lasro import LaSRO
+from lasro.training import Trainer
 
 from tests.conftest import tiny_train_config
 
@@ -32,9 +33,9 @@ def kill_on_call(owner, name, nth):
 
 
 def main(point, nth, out, resume=None):
-    trainer = LaSROTrainer(config(out))
-    targets = {"sampling": (FewStepGenerator, "sample"), "reward": (trainer, "reward"),
-               "surrogate": (LaSROTrainer, "surrogate_step"), "checkpoint": (ckpt, "_fsync_tree")}
+    trainer = Trainer(config(out))
+    targets = {"sampling": (FewStepGenerator, "sample"), "reward": (trainer.collector, "reward"),
+               "surrogate": (LaSRO, "surrogate_step"), "checkpoint": (ckpt, "_fsync_tree")}
     if point != "none":
         kill_on_call(*targets[point], int(nth))
     trainer.train(resume=resume)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lasro.trainer import LaSROTrainer
+from lasro.training import Trainer
 
 from .conftest import tiny_train_config
 
@@ -10,9 +10,9 @@ from .conftest import tiny_train_config
 @pytest.fixture(scope="module")
 def moved_trainer(tiny_dirs, tmp_path_factory):
     """A trainer whose LoRA has moved away from the initial model (as after some rounds)."""
-    cfg = tiny_train_config(tmp_path_factory.mktemp("anchor"), tiny_dirs["sdxl"], algorithm={"anchor": "round"})
-    trainer = LaSROTrainer(cfg)
-    trainer.warm_start()
+    cfg = tiny_train_config(tmp_path_factory.mktemp("anchor"), tiny_dirs["sdxl"], lasro={"anchor": "round"})
+    trainer = Trainer(cfg)
+    trainer.method.warm_start()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in trainer.lora_params:
@@ -21,9 +21,9 @@ def moved_trainer(tiny_dirs, tmp_path_factory):
 
 
 def _anchor_term(trainer, anchor: str) -> float:
-    trainer.cfg.algorithm.anchor = anchor
+    trainer.cfg.lasro.anchor = anchor
     torch.manual_seed(1)
-    return trainer.generator_loss(["a red circle", "a blue square"])[1]["generator/anchor"]
+    return trainer.method.generator_loss(["a red circle", "a blue square"])[1]["generator/anchor"]
 
 
 def test_round_anchor_holds_outputs_to_the_rounds_start_not_to_the_initial_model(moved_trainer):
@@ -38,7 +38,7 @@ def test_round_anchor_holds_outputs_to_the_rounds_start_not_to_the_initial_model
 
 def test_round_anchor_snapshots_the_weights_each_round_starts_from(moved_trainer):
     t = moved_trainer
-    t.cfg.algorithm.anchor = "round"
+    t.cfg.lasro.anchor = "round"
     start = [p.detach().clone() for p in t.lora_params]
     stats = t.generator_steps(2)
     assert all(torch.equal(a, s) for a, s in zip(t._round_anchor, start))

@@ -1,4 +1,4 @@
-from lasro.bench import bench_step
+from lasro.bench.step import bench_step
 
 from .conftest import tiny_train_config
 
@@ -13,7 +13,7 @@ def test_bench_step_reports_both_timings_and_their_ratio(tmp_path):
 
 
 def test_bench_overlap_times_both_ways_and_leaves_the_config_alone(tmp_path, capsys):
-    from lasro.bench import bench_overlap
+    from lasro.bench.overlap import bench_overlap
 
     cfg = tiny_train_config(tmp_path / "unused", "tiny:sdxl", exploration={"prompts_per_round": 4,
                                                                            "samples_per_prompt": 4})

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from lasro.buffer import ReplayBuffer, ranked_pairs
-from lasro.normalizer import EMAScoreNormalizer
+from lasro.rollouts import ReplayBuffer, ranked_pairs
+from lasro.surrogates.normalizer import EMAScoreNormalizer
 
 
 def test_ranked_pairs_stay_within_prompt_and_step_count():

@@ -5,16 +5,17 @@ import pytest
 import yaml
 
 from lasro.cli import main
-from lasro.compare import PRESETS, _merge, markdown, summary, variants
-from lasro.config import ConfigError, config_from_dict, read_config_data
+from lasro.bench.compare import PRESETS, _merge, markdown, summary, variants
+from lasro.config import ConfigError, read_config_data
+from lasro.methods import build_config
 
 
 def _base_config(path, tiny_dir, methods=None):
     data = {"reward": "jpeg_compressibility", "model": {"pretrained": tiny_dir}, "lora": {"rank": 2, "alpha": 4},
             "surrogate": {"batch_pairs": 2, "lora_rank": 2, "lora_alpha": 2},
             "exploration": {"samples_per_prompt": 2, "prompts_per_round": 2},
-            "algorithm": {"pretrain_collect_rounds": 0, "pretrain_surrogate_steps": 2, "generator_steps": 1,
-                          "surrogate_steps": 1},
+            "algorithm": {"generator_steps": 1},
+            "lasro": {"pretrain_collect_rounds": 0, "pretrain_surrogate_steps": 2, "surrogate_steps": 1},
             "optim": {"batch_size": 2, "lr": 1e-3},
             "prompts": {"train": ["a red circle", "a blue square"], "eval": ["a red square"], "eval_seeds": 1}}
     if methods:
@@ -87,8 +88,8 @@ def test_ablation_preset_names_valid_variants(tmp_path):
     assert list(found) == ["lasro", "on_policy", "frozen_surrogate", "two_step_only", "pixel_surrogate"]
     assert all(v.method == "lasro" for v in found.values())
     for v in found.values():  # every variant is a valid config
-        config_from_dict({k: val for k, val in v.overrides.items()})
-    assert found["frozen_surrogate"].overrides["algorithm"]["surrogate_steps"] == 0
+        build_config({k: val for k, val in v.overrides.items()})
+    assert found["frozen_surrogate"].overrides["lasro"]["surrogate_steps"] == 0
     assert found["frozen_surrogate"].overrides["exploration"]["t1_range"] == [300, 700]
     assert found["pixel_surrogate"].overrides["surrogate"]["space"] == "pixel"
     # every other variant names the paper's latent surrogate, so a pixel CONFIG (the demo) keeps the contrast
@@ -106,10 +107,10 @@ def test_config_ablation_preset_switches_parts_off_on_the_config_as_it_stands():
     # no variant names a surrogate space or adds exploration: the demo's pixel surrogate stays pixel
     assert all("surrogate" not in v.overrides for v in found.values())
     demo = read_config_data(None)
-    cfgs = {label: config_from_dict(_merge(demo, v.overrides)) for label, v in found.items()}
+    cfgs = {label: build_config(_merge(demo, v.overrides)) for label, v in found.items()}
     assert all(cfg.surrogate.space == "pixel" for cfg in cfgs.values())
     assert cfgs["on_policy"].exploration.t1_range is None and cfgs["on_policy"].buffer.recency_decay == 0.0
-    assert cfgs["frozen_surrogate"].algorithm.surrogate_steps == 0
+    assert cfgs["frozen_surrogate"].lasro.surrogate_steps == 0
     assert cfgs["two_step_only"].algorithm.c1 == 0.0
 
 

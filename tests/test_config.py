@@ -45,7 +45,7 @@ def test_missing_file_and_bad_set():
 
 
 def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
-    from lasro.config import load_config
+    from lasro.methods import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text("optim: {lr: 1e-5}\nsurrogate: {lr_head: 3E-4}\n")

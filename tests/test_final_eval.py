@@ -7,9 +7,9 @@ import torch
 
 from lasro.cli import main
 from lasro.evaluation import mean_metrics, paired_gain, score_samples
-from lasro.generators.few_step import FewStepGenerator, load_pipeline
+from lasro.generators import FewStepGenerator, load_pipeline
 from lasro.rewards import build_reward
-from lasro.trainer import LaSROTrainer
+from lasro.training import Trainer
 
 from .conftest import tiny_train_config
 
@@ -37,7 +37,7 @@ def finished_run(tiny_dirs, tmp_path_factory):
     out = tmp_path_factory.mktemp("final") / "run"
     cfg = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"rounds": 1},
                             prompts={"final_eval": FINAL_PROMPTS, "final_eval_seeds": 3})
-    LaSROTrainer(cfg).train()
+    Trainer(cfg).train()
     return out
 
 
@@ -63,7 +63,7 @@ def test_final_eval_pairs_the_tuned_model_with_the_initial_one(finished_run, tin
 def test_a_bad_final_eval_set_fails_before_training(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], prompts={"final_eval": "missing-prompts.txt"})
     with pytest.raises(FileNotFoundError, match="prompts.final_eval"):
-        LaSROTrainer(cfg)
+        Trainer(cfg)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lasro.generators.few_step import FewStepGenerator, ModelLoadError, load_pipeline
+from lasro.generators import FewStepGenerator, ModelLoadError, load_pipeline
 
 
 def _gen(path, **kw):

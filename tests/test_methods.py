@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from lasro.config import ConfigError
-from lasro.methods import MethodNotApplicable, build_trainer
+from lasro.methods import MethodNotApplicable
+from lasro.training import Trainer
 from lasro.methods.dpo import diffusion_dpo_loss
+from lasro.methods.lasro import draw_train_prompts
 from lasro.methods.gors import gors_weights
 from lasro.methods.ppo import gaussian_log_prob, per_prompt_advantages, ppo_clipped_loss
-from lasro.surrogate import PixelSurrogate
+from lasro.surrogates import PixelSurrogate
 
 from .conftest import tiny_train_config
 
@@ -27,8 +29,8 @@ def _lora(trainer):
 def test_baseline_trains_two_rounds_and_moves_the_lora(tiny_dirs, tmp_path, method):
     out = tmp_path / "run"
     cfg = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": method}, **EXTRA[method])
-    trainer = build_trainer(cfg)
-    assert trainer.method == method and trainer.surrogate is None  # baselines never build the surrogate
+    trainer = Trainer(cfg)
+    assert trainer.method.name == method and not hasattr(trainer.method, "surrogate")  # baselines build none
     before = _lora(trainer)
     rows = trainer.train()
     assert [r["round"] for r in rows] == [0, 1, 2]
@@ -48,21 +50,21 @@ def test_baseline_trains_two_rounds_and_moves_the_lora(tiny_dirs, tmp_path, meth
 
 def test_baseline_resumes_and_refuses_another_methods_checkpoint(tiny_dirs, tmp_path):
     out = tmp_path / "run"
-    build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "gors"})).train()
-    rows = build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "gors", "rounds": 3})
+    Trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "gors"})).train()
+    rows = Trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "gors", "rounds": 3})
                          ).train(resume="latest")
     assert [(r["round"], r["reward_queries"]) for r in rows] == [(3, 24)]
-    from lasro.checkpoint import CheckpointError
+    from lasro.training.checkpointing import CheckpointError
 
     with pytest.raises(CheckpointError, match="written by method 'gors'"):
-        build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "dpo", "rounds": 4})
+        Trainer(tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"method": "dpo", "rounds": 4})
                       ).load_checkpoint("latest")
 
 
 def test_query_budget_stops_every_method_at_the_round_that_reaches_it(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "dpo", "rounds": 50,
                             "max_reward_queries": 20}, logging={"eval_every_queries": 16})
-    rows = build_trainer(cfg).train()
+    rows = Trainer(cfg).train()
     assert [r["reward_queries"] for r in rows] == [0, 8, 16, 24]
     # evaluated at round 0, when 16 is crossed, and at the last round
     assert ["eval/reward_2step_mean" in r for r in rows] == [True, False, True, True]
@@ -80,12 +82,12 @@ def test_ppo_log_prob_is_the_gaussian_density():
 
 def test_ppo_ratio_is_one_and_clipping_is_inactive_at_the_first_inner_step(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "ppo"})
-    trainer = build_trainer(cfg)
-    trainer.collect_rollouts(1)
-    idx = np.arange(len(trainer.rollout["prompts"]))
-    for k, ratio in enumerate(trainer.ratios(idx)):
+    trainer = Trainer(cfg)
+    trainer.method.collect_rollouts()
+    idx = np.arange(len(trainer.method.rollout["prompts"]))
+    for k, ratio in enumerate(trainer.method.ratios(idx)):
         torch.testing.assert_close(ratio.detach(), torch.ones_like(ratio), rtol=0, atol=1e-4)
-        adv = trainer.rollout["adv"][k]
+        adv = trainer.method.rollout["adv"][k]
         clipped = ppo_clipped_loss(ratio, adv, cfg.ppo.clip_range)
         assert torch.equal(clipped, -(ratio * adv).mean())
         assert clipped.requires_grad  # the first step still has a gradient
@@ -121,29 +123,29 @@ def test_gors_weights_keep_the_top_fraction_and_favour_high_reward():
 def test_draft_gradient_reaches_the_lora_and_raises_the_differentiable_reward(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], reward="saturation",
                             algorithm={"method": "draft", "c1": 0.0}, optim={"lr": 3e-3, "batch_size": 4})
-    trainer = build_trainer(cfg)
+    trainer = Trainer(cfg)
     prompts = ["a red circle"] * 4
     trainer.gen_opt.zero_grad()
-    loss, _ = trainer.generator_loss(prompts)
+    loss, _ = trainer.method.reward_loss(prompts)
     loss.backward()
     grads = [p.grad for n, p in trainer.base_unet.named_parameters() if "lora_" in n]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
     def reward_now():
-        trainer.noise_gen.manual_seed(123)  # the same noises before and after
+        trainer.draws.noise_gen.manual_seed(123)  # the same noises before and after
         with torch.no_grad():
-            return float(-trainer.generator_loss(prompts)[0])
+            return float(-trainer.method.reward_loss(prompts)[0])
 
     start = reward_now()
     for _ in range(4):
-        trainer.generator_step()
+        trainer.generator_step(trainer.method.reward_loss, lambda size: draw_train_prompts(trainer, size))
     assert reward_now() > start
 
 
 def test_draft_with_a_non_differentiable_reward_is_a_clear_error(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "draft"})
     with pytest.raises(MethodNotApplicable, match="reward 'jpeg_compressibility' is not differentiable"):
-        build_trainer(cfg)
+        Trainer(cfg)
     assert issubclass(MethodNotApplicable, ConfigError)
 
 
@@ -154,15 +156,15 @@ def test_unknown_method_is_a_config_error(tmp_path):
 
 def test_pixel_surrogate_trains_and_passes_the_generator_gradient_through_the_decode(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], surrogate={"space": "pixel"})
-    trainer = build_trainer(cfg)
-    assert isinstance(trainer.base_surrogate, PixelSurrogate)
+    trainer = Trainer(cfg)
+    assert isinstance(trainer.method.base_surrogate, PixelSurrogate)
     before = _lora(trainer)
     rows = trainer.train()
     assert math.isfinite(rows[-1]["surrogate/loss"]) and 0 <= rows[-1]["surrogate/pair_accuracy"] <= 1
     after = _lora(trainer)
     assert max((after[n] - before[n]).abs().max() for n in before) > 1e-5
     latents = torch.randn(trainer.gen.latent_shape(2), requires_grad=True)
-    score = trainer.base_surrogate(latents, trainer.embeds(["a", "b"]), torch.tensor([1, 2]))
+    score = trainer.method.base_surrogate(latents, trainer.embeds(["a", "b"]), torch.tensor([1, 2]))
     score.sum().backward()
     assert score.shape == (2,) and latents.grad.abs().sum() > 0
     assert all(not p.requires_grad for p in trainer.gen.pipe.vae.parameters())  # the VAE stays frozen
@@ -173,30 +175,30 @@ def test_pixel_surrogate_trains_on_the_buffers_decoded_images_and_a_resume_decod
     the uint8 rounding), and a resumed run rebuilds them from the checkpointed latents."""
     out = tmp_path / "run"
     cfg = tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"})
-    trainer = build_trainer(cfg)
+    trainer = Trainer(cfg)
     trainer.train()
-    buf = trainer.buffer
+    buf = trainer.method.buffer
     assert buf.pixels is not None and buf.pixels.dtype == torch.uint8 and buf.pixels.shape[0] == len(buf)
     idx = np.arange(min(len(buf), 6))
     lat, prompts, steps = buf.gather(idx)
-    sur = trainer.base_surrogate
+    sur = trainer.method.base_surrogate
     with torch.no_grad():
         decoded = sur(lat, trainer.embeds(prompts), steps)
         cached = sur(lat, trainer.embeds(prompts), steps, pixels=buf.gather_pixels(idx))
     torch.testing.assert_close(cached, decoded, atol=2e-2, rtol=0)
-    resumed = build_trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
+    resumed = Trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
     resumed.load_checkpoint("latest")
-    torch.testing.assert_close(resumed.buffer.pixels, buf.pixels)
+    torch.testing.assert_close(resumed.method.buffer.pixels, buf.pixels)
 
 
 def test_pixel_surrogate_collection_decodes_each_sample_once(tiny_dirs, tmp_path):
     """The reward's decode is the pixel cache: a collection decodes every latent once, not again for the
     buffer or the pair accuracy."""
-    trainer = build_trainer(tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
+    trainer = Trainer(tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], surrogate={"space": "pixel"}))
     decoded = []
     real = trainer.gen.decode_uint8
     trainer.gen.decode_uint8 = lambda latents: decoded.append(len(latents)) or real(latents)
-    trainer.collect(0)
-    assert sum(decoded) == len(trainer.buffer) == 2 * 2 * 2  # prompts x noises x step counts
+    trainer.method.collect(0)
+    assert sum(decoded) == len(trainer.method.buffer) == 2 * 2 * 2  # prompts x noises x step counts
     # the cached pixels are the decodes of the buffered latents
-    torch.testing.assert_close(trainer.buffer.pixels, real(trainer.buffer.latents))
+    torch.testing.assert_close(trainer.method.buffer.pixels, real(trainer.method.buffer.latents))

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lasro.overlap import BackgroundScorer
+from lasro.rollouts.overlap import BackgroundScorer
 
 
 def test_background_results_equal_inline_results_in_order():

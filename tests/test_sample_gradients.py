@@ -1,10 +1,10 @@
-"""Per-sample gradient equalisation in the generator objective (algorithm.equalize_sample_gradients)."""
+"""Per-sample gradient equalisation in the generator objective (lasro.equalize_sample_gradients)."""
 import pytest
 import torch
 
-import lasro.trainer as trainer_module
-from lasro.sample_gradients import equalize_sample_gradients
-from lasro.trainer import LaSROTrainer
+import lasro.training.trainer as trainer_module
+from lasro.surrogates.sample_gradients import equalize_sample_gradients
+from lasro.training import Trainer
 
 from .conftest import tiny_train_config
 
@@ -32,9 +32,9 @@ def test_identity_forward_and_equal_per_sample_gradients_of_the_batch_mean_size(
 @pytest.mark.parametrize("on", [False, True])
 def test_generator_loss_equalizes_only_when_switched_on(tiny_dirs, tmp_path, monkeypatch, on):
     cfg = tiny_train_config(tmp_path, tiny_dirs["sdxl"],
-                            algorithm={"equalize_sample_gradients": on, "regularizer": "none"})
-    trainer = LaSROTrainer(cfg)
-    trainer.warm_start()
+                            lasro={"equalize_sample_gradients": on, "regularizer": "none"})
+    trainer = Trainer(cfg)
+    trainer.method.warm_start()
     seen = []
 
     def spy(x):
@@ -42,7 +42,7 @@ def test_generator_loss_equalizes_only_when_switched_on(tiny_dirs, tmp_path, mon
         return equalize_sample_gradients(x)
 
     monkeypatch.setattr(trainer_module, "equalize_sample_gradients", spy)
-    loss, _ = trainer.generator_loss(["a red circle", "a blue square"])
+    loss, _ = trainer.method.generator_loss(["a red circle", "a blue square"])
     loss.backward()
     if not on:
         assert seen == []

@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from lasro.buffer import ReplayBuffer, ranked_pairs
+from lasro.rollouts import ReplayBuffer, ranked_pairs
 from lasro.generators.few_step import FewStepGenerator, PromptEmbeds
 from lasro.generators.tiny import build_tiny_pipeline
-from lasro.surrogate import LatentSurrogate, bradley_terry_loss
+from lasro.surrogates import LatentSurrogate, bradley_terry_loss
 
 
 def test_bradley_terry_loss_values():
@@ -30,19 +30,19 @@ def test_backbone_is_the_generators_unet_encoder_and_only_adapters_train():
 
 def test_full_backbone_trains_although_the_generator_unet_is_frozen():
     """``surrogate.backbone: full``: the copied encoder weights get gradients, the generator's do not."""
-    from lasro.config import load_config
-    from lasro.trainer import build_surrogate
+    from lasro.methods import load_config
+    from lasro.surrogates import build_surrogate
 
     gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
     assert not any(p.requires_grad for p in gen.unet.parameters())
     cfg = load_config(None, ["surrogate.space=latent", "surrogate.backbone=full"])
-    s = build_surrogate(cfg, gen)
+    s = build_surrogate(cfg.surrogate, gen)
     score = s(torch.randn(2, 4, 8, 8), gen.encode_prompts(["a", "b"]), torch.tensor([1, 2]))
     score.sum().backward()
     conv = s.down_blocks[0].resnets[0].conv1.weight
     assert conv.requires_grad and conv.grad is not None and conv.grad.abs().sum() > 0
     assert gen.unet.down_blocks[0].resnets[0].conv1.weight.grad is None
-    frozen = build_surrogate(load_config(None, ["surrogate.space=latent", "surrogate.backbone=frozen"]), gen)
+    frozen = build_surrogate(load_config(None, ["surrogate.space=latent", "surrogate.backbone=frozen"]).surrogate, gen)
     assert not any(p.requires_grad for p in frozen.backbone_parameters())
 
 
@@ -84,16 +84,16 @@ def test_surrogate_learns_a_synthetic_latent_ranking():
 
 
 def _pixel_ensemble(members: int = 3):
-    from lasro.config import load_config
-    from lasro.trainer import build_surrogate
+    from lasro.methods import load_config
+    from lasro.surrogates import build_surrogate
 
     gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
     cfg = load_config(None, ["surrogate.space=pixel", f"surrogate.ensemble={members}", "surrogate.pessimism=1.0"])
-    return gen, build_surrogate(cfg, gen)
+    return gen, build_surrogate(cfg.surrogate, gen)
 
 
 def test_pixel_ensemble_decodes_once_and_each_member_gets_its_own_loss(monkeypatch):
-    from lasro.surrogate import SurrogateEnsemble
+    from lasro.surrogates import SurrogateEnsemble
 
     torch.manual_seed(0)
     gen, s = _pixel_ensemble(3)
@@ -119,7 +119,7 @@ def test_pixel_ensemble_decodes_once_and_each_member_gets_its_own_loss(monkeypat
 
 
 def test_pessimistic_score_is_the_members_lower_confidence_bound():
-    from lasro.surrogate import mean_score, pessimistic
+    from lasro.surrogates import mean_score, pessimistic
 
     scores = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
     torch.testing.assert_close(mean_score(scores), torch.tensor([2.0, 2.0]))
@@ -139,7 +139,8 @@ def test_pessimistic_score_is_the_members_lower_confidence_bound():
 def test_ensemble_config_errors_name_the_fix():
     import pytest
 
-    from lasro.config import ConfigError, load_config
+    from lasro.config import ConfigError
+    from lasro.methods import load_config
 
     with pytest.raises(ConfigError, match="surrogate.ensemble to 2 or more"):
         load_config(None, ["surrogate.pessimism=1.0"])
@@ -150,19 +151,19 @@ def test_ensemble_config_errors_name_the_fix():
 
 
 def test_latent_ensemble_members_have_their_own_backbone_adapters():
-    from lasro.config import load_config
-    from lasro.surrogate import SurrogateEnsemble
-    from lasro.trainer import build_surrogate, surrogate_param_groups
+    from lasro.methods import load_config
+    from lasro.surrogates import SurrogateEnsemble
+    from lasro.surrogates import build_surrogate, surrogate_param_groups
 
     gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
     cfg = load_config(None, ["surrogate.space=latent", "surrogate.ensemble=2", "surrogate.lora_rank=2"])
-    s = build_surrogate(cfg, gen)
+    s = build_surrogate(cfg.surrogate, gen)
     assert isinstance(s, SurrogateEnsemble) and not s.reads_pixels
     scores = s(torch.randn(3, 4, 8, 8), gen.encode_prompts(["a", "b", "c"]), torch.tensor([1, 2, 1]))
     assert scores.shape == (3, 2)
     lora = [n for n, p in s.named_parameters() if p.requires_grad and "lora_" in n]
     assert {n.split(".")[1] for n in lora} == {"0", "1"}
     # the optimiser's backbone group holds both members' adapters at surrogate.lr_backbone
-    groups = surrogate_param_groups(cfg, s)
+    groups = surrogate_param_groups(cfg.surrogate, s)
     assert len(groups) == 2 and groups[1]["lr"] == cfg.surrogate.lr_backbone
     assert sum(p.numel() for p in groups[1]["params"]) == sum(p.numel() for n, p in s.named_parameters() if n in lora)

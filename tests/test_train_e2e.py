@@ -5,10 +5,10 @@ import os
 import pytest
 import torch
 
-from lasro.checkpoint import CheckpointError
+from lasro.training.checkpointing import CheckpointError
 from lasro.cli import main
-from lasro.generators.few_step import FewStepGenerator, load_pipeline
-from lasro.trainer import LaSROTrainer
+from lasro.generators import FewStepGenerator, load_pipeline
+from lasro.training import Trainer
 
 from .conftest import tiny_train_config
 
@@ -20,7 +20,7 @@ ROW_KEYS = {"round", "reward_queries", "eval/reward_1step_mean", "eval/reward_2s
 def test_train_writes_outputs_and_a_lora_diffusers_reads_back(tiny_dirs, tmp_path, family):
     out = tmp_path / "run"
     cfg = tiny_train_config(out, tiny_dirs[family])
-    trainer = LaSROTrainer(cfg)
+    trainer = Trainer(cfg)
     rows = trainer.train()
 
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -53,9 +53,9 @@ def test_train_writes_outputs_and_a_lora_diffusers_reads_back(tiny_dirs, tmp_pat
 
 def test_resume_latest_continues_counters_and_rows(tiny_dirs, tmp_path):
     out = tmp_path / "run"
-    LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()
+    Trainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()
     longer = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"rounds": 3})
-    rows = LaSROTrainer(longer).train(resume="latest")
+    rows = Trainer(longer).train(resume="latest")
     assert [r["round"] for r in rows] == [3] and rows[0]["reward_queries"] == 40
     lines = [json.loads(l)["round"] for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines == [0, 1, 2, 3]
@@ -67,12 +67,12 @@ def test_pessimistic_ensemble_trains_logs_member_spread_and_resumes(tiny_dirs, t
 
     out = tmp_path / "run"
     sur = {"space": "pixel", "pixel_channels": 8, "ensemble": 3, "pessimism": 1.0}
-    first = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur))
+    first = Trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur))
     rows = first.train()
     assert rows[-1]["generator/surrogate_member_std_2step"] > 0
     saved = load_file(str(out / "checkpoints" / "round-000002" / "surrogate.safetensors"))
     assert {k.split(".")[1] for k in saved} == {"0", "1", "2"}  # members.<i>.…
-    resumed = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur, algorithm={"rounds": 3}))
+    resumed = Trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur, algorithm={"rounds": 3}))
     resumed.load_checkpoint("latest")
     for (name, p), q in zip(first.base_surrogate.named_parameters(), resumed.base_surrogate.parameters()):
         torch.testing.assert_close(p, q, msg=name)
@@ -85,8 +85,8 @@ def test_cli_train_and_sample(tiny_dirs, tmp_path, capsys):
 reward: jpeg_compressibility
 model: {{pretrained: {tiny_dirs['sd']}}}
 exploration: {{samples_per_prompt: 2, prompts_per_round: 2}}
-algorithm: {{rounds: 1, pretrain_collect_rounds: 0, pretrain_surrogate_steps: 2, generator_steps: 1,
-            surrogate_steps: 1}}
+algorithm: {{rounds: 1, generator_steps: 1}}
+lasro: {{pretrain_collect_rounds: 0, pretrain_surrogate_steps: 2, surrogate_steps: 1}}
 optim: {{batch_size: 2}}
 prompts: {{train: [a cat, a dog], eval: [a bird], eval_seeds: 1}}
 logging: {{output_dir: {out}, progress: false}}
@@ -114,16 +114,16 @@ def test_bad_configs_give_clear_errors(args, message, capsys, tmp_path):
 
 def test_corrupt_latest_checkpoint_is_named_and_the_previous_one_used(tiny_dirs, tmp_path, caplog):
     out = tmp_path / "run"
-    LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()  # checkpoints round-1, round-2
+    Trainer(tiny_train_config(out, tiny_dirs["sdxl"])).train()  # checkpoints round-1, round-2
     newest = out / "checkpoints" / "round-000002" / "surrogate.safetensors"
     data = bytearray(newest.read_bytes())
     data[-8:] = b"\x00" * 8  # same size, silently different weights: only the digest notices
     newest.write_bytes(bytes(data))
     longer = tiny_train_config(out, tiny_dirs["sdxl"], algorithm={"rounds": 3})
     with pytest.raises(CheckpointError, match="round-000002 is corrupt"):  # an explicit path: no fallback
-        LaSROTrainer(longer).load_checkpoint(str(out / "checkpoints" / "round-000002"))
+        Trainer(longer).load_checkpoint(str(out / "checkpoints" / "round-000002"))
     with caplog.at_level("WARNING", logger="lasro"):
-        rows = LaSROTrainer(longer).train(resume="latest")
+        rows = Trainer(longer).train(resume="latest")
     assert "round-000002 is corrupt: surrogate.safetensors is missing or changed" in caplog.text
     assert "previous checkpoint" in caplog.text and "round-000001" in caplog.text
     assert [r["round"] for r in rows] == [2, 3]
@@ -133,8 +133,8 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_dirs, tmp_pa
     import errno
 
     out = tmp_path / "run"
-    trainer = LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"]))
-    trainer.collect(0)
+    trainer = Trainer(tiny_train_config(out, tiny_dirs["sdxl"]))
+    trainer.method.collect(0)
     first = trainer.save_checkpoint()
     before = {f: open(os.path.join(first, f), "rb").read() for f in ("state.json", "buffer.pt")}
     real_save = torch.save
@@ -152,12 +152,12 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_dirs, tmp_pa
     assert sorted(os.listdir(out / "checkpoints")) == ["round-000000"]  # no partial folder left
     assert {f: open(os.path.join(first, f), "rb").read() for f in before} == before
     monkeypatch.setattr(torch, "save", real_save)
-    assert LaSROTrainer(tiny_train_config(out, tiny_dirs["sdxl"])).load_checkpoint("latest") is None
+    assert Trainer(tiny_train_config(out, tiny_dirs["sdxl"])).load_checkpoint("latest") is None
 
 
 def test_generator_waits_while_the_surrogate_is_not_trusted(tiny_dirs, tmp_path):
-    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"min_pair_accuracy": 1.01})
-    trainer = LaSROTrainer(cfg)
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], lasro={"min_pair_accuracy": 1.01})
+    trainer = Trainer(cfg)
     before = {n: p.detach().clone() for n, p in trainer.base_unet.named_parameters() if "lora_" in n}
     rows = trainer.train()
     assert [r.get("generator/gated") for r in rows[1:]] == [1.0, 1.0]
@@ -169,7 +169,7 @@ def test_eval_rewards_judge_the_same_eval_samples(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"rounds": 1},
                             eval_rewards=["jpeg_incompressibility", {"name": "jpeg_incompressibility",
                                                                      "kwargs": {"quality": 50}}])
-    rows = LaSROTrainer(cfg).train()
+    rows = Trainer(cfg).train()
     for row in rows:
         for k in (1, 2):
             # the judge is minus the training reward on the very same images
@@ -186,7 +186,7 @@ def test_eval_rewards_take_no_weight(tiny_dirs, tmp_path):
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"],
                             eval_rewards=[{"name": "jpeg_incompressibility", "weight": 2}])
     with pytest.raises(ValueError, match="judges are reported one by one"):
-        LaSROTrainer(cfg)
+        Trainer(cfg)
 
 
 def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_path):
@@ -195,10 +195,10 @@ def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_p
         cfg = tiny_train_config(tmp_path / f"run{overlap}", tiny_dirs["sdxl"],
                                 exploration={"prompts_per_round": 3, "samples_per_prompt": 4, "t1_range": [300, 700],
                                              "perturb_std": 0.1, "overlap_scoring": overlap})
-        trainer = LaSROTrainer(cfg)
+        trainer = Trainer(cfg)
         assert trainer._chunk < 12  # several chunks: the reordering is exercised
-        trainer.collect(0)
-        buffers.append(trainer.buffer)
+        trainer.method.collect(0)
+        buffers.append(trainer.method.buffer)
     a, b = buffers
     assert a.prompts == b.prompts and list(a.steps) == list(b.steps)
     torch.testing.assert_close(a.latents, b.latents, rtol=0, atol=0)
@@ -209,19 +209,20 @@ def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_p
 
 
 def test_gate_uses_the_mean_of_the_last_window_of_pair_accuracies(tiny_dirs, tmp_path):
-    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"min_pair_accuracy": 0.6,
-                                                                           "pair_accuracy_window": 3})
-    tr = LaSROTrainer(cfg)
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], lasro={"min_pair_accuracy": 0.6,
+                                                                       "pair_accuracy_window": 3})
+    trainer = Trainer(cfg)
+    tr = trainer.method
     for _ in range(4):
         tr.collect(0)
     assert len(tr.pair_accuracy_history) == 3  # bounded to the window
     tr.last_pair_accuracy, tr.pair_accuracy_history = 0.9, [0.9]
-    assert not tr._surrogate_trusted()  # one lucky round is not enough
+    assert not tr.surrogate_trusted()  # one lucky round is not enough
     tr.pair_accuracy_history = [0.4, 0.45, 0.9]
-    assert tr.gate_accuracy() == pytest.approx(0.5833, abs=1e-3) and not tr._surrogate_trusted()
+    assert tr.gate_accuracy() == pytest.approx(0.5833, abs=1e-3) and not tr.surrogate_trusted()
     tr.pair_accuracy_history = [0.5, 0.5, 0.9]
-    assert tr._surrogate_trusted()
-    tr.save_checkpoint()
-    resumed = LaSROTrainer(cfg)
+    assert tr.surrogate_trusted()
+    trainer.save_checkpoint()
+    resumed = Trainer(cfg)
     resumed.load_checkpoint("latest")
-    assert resumed.pair_accuracy_history == [0.5, 0.5, 0.9] and resumed._surrogate_trusted()
+    assert resumed.method.pair_accuracy_history == [0.5, 0.5, 0.9] and resumed.method.surrogate_trusted()

@@ -18,8 +18,8 @@ model: {pretrained: "tiny:sdxl"}
 lora: {rank: 4, alpha: 8}
 surrogate: {batch_pairs: 2, lora_rank: 2, lora_alpha: 2}
 exploration: {samples_per_prompt: 2, prompts_per_round: 4, t1_range: [300, 700]}
-algorithm: {rounds: 2, pretrain_collect_rounds: 1, pretrain_surrogate_steps: 3, generator_steps: 2,
-            surrogate_steps: 2}
+algorithm: {rounds: 2, generator_steps: 2}
+lasro: {pretrain_collect_rounds: 1, pretrain_surrogate_steps: 3, surrogate_steps: 2}
 optim: {batch_size: 1, lr: 1.0e-3}
 prompts: {train: [a red circle, a blue square, a green tree, a cat], eval: [a red square], eval_seeds: 2}
 logging: {checkpoint_every: 1, checkpoints_total_limit: 3, progress: false}

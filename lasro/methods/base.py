@@ -1,25 +1,70 @@
-"""What the baselines share beyond LaSRO's machinery: no surrogate, and round 0 is only the initial
-evaluation (no pre-training queries), so every method's query count starts at zero."""
+"""What a fine-tuning method is to the training loop.
+
+The loop (``lasro.training.Trainer``) owns everything methods share: the accelerator, the generator and
+its LoRA optimiser, the reward, collection and query counting, the shared random draws, evaluation,
+logging, checkpoints and the round schedule. A method owns only what is its own: its config section, its
+models (LaSRO's surrogate), its data (a replay buffer, PPO's rollouts) and one round's update.
+"""
 from __future__ import annotations
 
-from lasro.trainer import LaSROTrainer
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
-class Baseline(LaSROTrainer):
-    """A fine-tuning method other than LaSRO: reuses collection and true-reward counting, evaluation,
-    logging, checkpoints and sharding; by default each round collects on-policy samples (no exploration)
-    and learns from them with ``learn_from_round``."""
+@dataclass
+class MethodState:
+    """What a method checkpoints: JSON-able ``values``, named tensor files (written as safetensors) and
+    named objects (optimiser states, buffers; written with torch.save)."""
 
-    uses_surrogate = False
+    values: dict = field(default_factory=dict)
+    tensors: dict[str, dict] = field(default_factory=dict)
+    objects: dict[str, Any] = field(default_factory=dict)
+
+
+class Method:
+    """One fine-tuning method. Subclass it, set ``name`` (and ``Config``, a ``lasro.config.Section``
+    read from the config section of that name), implement ``train_round``, register it with
+    ``lasro.methods.register_method`` or name it by dotted path (``algorithm.method: pkg.mod:Class``).
+
+    ``run`` is the training loop; methods use its public parts: ``cfg``, ``acc``, ``gen``, ``unet`` (the
+    trained, possibly wrapped UNet), ``base_unet``, ``lora_params``, ``reward``, ``train_prompts``,
+    ``draws`` (shared random draws), ``collector``, ``embeds``, ``steps_1_2``, ``chunk``, ``round``,
+    ``generator_steps`` and ``optimizer_step``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type | None] = None  # the method's config section (cfg.<name>), if it has one
+
+    def __init__(self, run):
+        """Called before the generator's LoRA is added: build models that copy the bare UNet here."""
+        self.run, self.cfg = run, run.cfg
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Checks that span sections (raise ConfigError); each section validates itself."""
+
+    @classmethod
+    def check_reward(cls, reward) -> None:
+        """Refuse a reward this method cannot use (raise MethodNotApplicable); called before models load."""
+
+    def setup(self) -> None:
+        """Called once the LoRA and the generator's optimiser exist: build optimisers, ``acc.prepare``."""
 
     def warm_start(self) -> dict:
+        """Round 0, before the first evaluation (LaSRO pre-trains its surrogate); stats to log."""
         return {}
 
     def train_round(self, round_index: int) -> dict:
-        stats = self.collect(round_index, explore=False)
-        stats.update(self.learn_from_round(round_index))
-        return stats
-
-    def learn_from_round(self, round_index: int) -> dict:
-        """Generator updates on the samples ``collect`` just buffered under ``round_index``."""
+        """One round's update; returns the stats to log."""
         raise NotImplementedError
+
+    @property
+    def logged_progress(self) -> tuple[str, ...]:
+        """Stats shown on the progress bar besides the held-out reward."""
+        return ()
+
+    def state(self) -> MethodState:
+        """What to checkpoint besides the LoRA, its optimiser and the RNG."""
+        return MethodState()
+
+    def load_state(self, state: MethodState) -> None:
+        """Restore ``state`` (raise ValueError naming what does not fit)."""

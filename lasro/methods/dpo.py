@@ -10,15 +10,28 @@ that produced it, in the spirit of PSO's few-step pairs; ``uniform`` draws t as 
 """
 from __future__ import annotations
 
-import numpy as np
+import logging
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from lasro.buffer import ranked_pairs
-from lasro.methods.base import Baseline
-from lasro.methods.denoising import denoising_timesteps, x0_errors
+from lasro.config import Section
+from lasro.generators import adapters_off
+from lasro.methods.base import Method
+from lasro.methods.common import denoising_timesteps, x0_errors
 from lasro.methods.registry import register_method
-from lasro.trainer import adapters_off, log
+from lasro.rollouts import ranked_pairs
+
+log = logging.getLogger("lasro")
+
+
+class DPOConfig(Section):
+    """Online Diffusion-DPO / PSO-style preference loss (lasro/methods/dpo.py)."""
+
+    beta: float = Field(500.0, gt=0)
+    timesteps: Literal["sampler", "uniform"] = "sampler"  # sampler: a k-step output is noised to t_(k-1)
 
 
 def diffusion_dpo_loss(err_w: torch.Tensor, err_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
@@ -30,37 +43,41 @@ def diffusion_dpo_loss(err_w: torch.Tensor, err_l: torch.Tensor, ref_w: torch.Te
 
 
 @register_method
-class DPOTrainer(Baseline):
-    method = "dpo"
+class DPO(Method):
+    name = "dpo"
+    Config = DPOConfig
 
-    def learn_from_round(self, round_index: int) -> dict:
-        buf = self.buffer
-        idx = np.flatnonzero(buf.rounds == round_index)
-        win, lose = ranked_pairs([buf.prompts[i] for i in idx], buf.steps[idx], buf.rewards[idx])
-        self.pairs = idx[win], idx[lose]
-        if len(win) == 0:
+    def train_round(self, round_index: int) -> dict:
+        """Sample on-policy, pair same-prompt winners and losers, take Diffusion-DPO steps on the pairs."""
+        run = self.run
+        self.samples = c = run.collector.collect(explore=False)
+        stats = c.reward_stats()
+        self.pairs = ranked_pairs(c.prompts, c.steps, c.rewards)
+        if len(self.pairs[0]) == 0:
             log.warning("round %d: no same-prompt pair with different rewards (is the reward constant?): "
                         "no DPO step", round_index)
-            return {"dpo/pairs": 0.0}
-        return {"dpo/pairs": float(len(win)), **self.generator_steps(self.cfg.algorithm.generator_steps)}
+            return {**stats, "dpo/pairs": 0.0}
+        return {**stats, "dpo/pairs": float(len(self.pairs[0])),
+                **run.generator_steps(self.cfg.algorithm.generator_steps, self.preference_loss, draw=self.draw_pairs)}
 
-    def generator_batch(self, size: int):
-        pick = self._integers(0, len(self.pairs[0]), size)
+    def draw_pairs(self, size: int):
+        pick = self.run.draws.integers(0, len(self.pairs[0]), size)
         return self.pairs[0][pick], self.pairs[1][pick]
 
-    def generator_loss(self, batch) -> tuple[torch.Tensor, dict]:
+    def preference_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """Diffusion-DPO's loss on (winner, loser) index pairs ``batch``."""
         win, lose = batch
-        n = len(win)
-        lat_w, prompts, steps = self.buffer.gather(win)
-        lat_l = self.buffer.gather(lose)[0]
+        run, n = self.run, len(win)
+        lat_w, prompts, steps = self.samples.gather(win)
+        lat_l = self.samples.gather(lose)[0]
         x0 = torch.cat([lat_w, lat_l])
-        t = denoising_timesteps(self, steps, self.cfg.dpo.timesteps).repeat(2)
-        eps = self._randn(self.gen.latent_shape(n)).repeat(2, 1, 1, 1)  # winner and loser share t and noise
-        emb = self.embeds(list(prompts) * 2)
-        with self.acc.autocast():
-            err = x0_errors(self.gen, self.unet, x0, t, eps, emb)
-            with torch.no_grad(), adapters_off(self.base_unet) as ref_unet:
-                ref = x0_errors(self.gen, ref_unet, x0, t, eps, emb)
+        t = denoising_timesteps(run, steps, self.cfg.dpo.timesteps).repeat(2)
+        eps = run.draws.randn(run.gen.latent_shape(n)).repeat(2, 1, 1, 1)  # winner and loser share t and noise
+        emb = run.embeds(list(prompts) * 2)
+        with run.acc.autocast():
+            err = x0_errors(run.gen, run.unet, x0, t, eps, emb)
+            with torch.no_grad(), adapters_off(run.base_unet) as ref_unet:
+                ref = x0_errors(run.gen, ref_unet, x0, t, eps, emb)
         loss, accuracy = diffusion_dpo_loss(err[:n], err[n:], ref[:n], ref[n:], self.cfg.dpo.beta)
         return loss, {"dpo/implicit_accuracy": float(accuracy), "dpo/error_win": float(err[:n].detach().mean()),
                       "dpo/error_lose": float(err[n:].detach().mean())}

@@ -10,33 +10,38 @@ from __future__ import annotations
 
 import torch
 
-from lasro.methods.base import Baseline
+from lasro.methods.base import Method
+from lasro.methods.common import sample_with_grad, step_weights
+from lasro.methods.lasro import draw_train_prompts
 from lasro.methods.registry import MethodNotApplicable, register_method
 
 
 @register_method
-class DRaFTTrainer(Baseline):
-    method = "draft"
+class DRaFT(Method):
+    name = "draft"
 
-    def check_reward(self) -> None:
-        if not self.reward.is_differentiable:
+    @classmethod
+    def check_reward(cls, reward) -> None:
+        if not reward.is_differentiable:
             raise MethodNotApplicable(
-                f"algorithm.method 'draft' back-propagates through the reward, but reward '{self.reward.name}' is "
+                f"algorithm.method 'draft' back-propagates through the reward, but reward '{reward.name}' is "
                 "not differentiable (it defines no differentiable(pixels, prompts) method). Use a differentiable "
                 "reward (e.g. saturation) or a black-box method: lasro, ppo, dpo, gors")
 
     def train_round(self, round_index: int) -> dict:
-        return self.generator_steps(self.cfg.algorithm.generator_steps)
+        return self.run.generator_steps(self.cfg.algorithm.generator_steps, self.reward_loss,
+                                        draw=lambda size: draw_train_prompts(self.run, size))
 
-    def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
-        a = self.cfg.algorithm
+    def reward_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
+        """-sum_k c_k R(x_k) of the true, differentiable reward on fresh samples."""
+        run = self.run
         n = len(prompts)
-        _, _, _, outs = self.sample_with_grad(prompts)
-        with self.acc.autocast():
-            rewards = self.reward.differentiable(self.gen.decode_pixels(torch.cat(outs)), prompts * len(outs)).float()
-        self.reward_queries += len(rewards) * self.acc.num_processes
+        _, _, _, outs = sample_with_grad(run, prompts)
+        with run.acc.autocast():
+            rewards = run.reward.differentiable(run.gen.decode_pixels(torch.cat(outs)), prompts * len(outs)).float()
+        run.collector.count(len(rewards) * run.acc.num_processes)
         loss, stats = torch.zeros((), device=rewards.device), {}
-        for k, coef in zip(self.steps_1_2, (a.c1, a.c2)):
+        for k, coef in step_weights(run):
             r = rewards[(k - 1) * n:k * n]
             loss = loss - coef * r.mean()
             stats[f"train/reward_{k}step_mean"] = float(r.detach().mean())

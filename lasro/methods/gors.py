@@ -10,13 +10,37 @@ the distilled demo model the loop of sampling and regressing diverges (docs/benc
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from lasro.methods.base import Baseline
-from lasro.methods.denoising import denoising_timesteps, x0_errors
+from lasro.config import ConfigError, Section, must
+from lasro.methods.base import Method
+from lasro.methods.common import denoising_timesteps, x0_errors
 from lasro.methods.registry import register_method
+
+
+class GORSConfig(Section):
+    """GORS-style reward-weighted fine-tuning on the generator's own best samples (lasro/methods/gors.py)."""
+
+    # share of each round's samples (per step count) kept
+    top_fraction: Annotated[float, must(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")] = 0.25
+    temperature: float = Field(1.0, gt=0)  # weights: softmax(normalised reward / temperature) over the kept samples
+    timesteps: Literal["sampler", "uniform"] = "sampler"
+    # which samplers' outputs it regresses on ([2]: skip 1-step outputs, whose loss sits at t=999); on the
+    # demo both choices collapse (docs/results/demo-compare/, "GORS")
+    step_counts: Annotated[list[int], must(lambda s: bool(s) and set(s) <= {1, 2},
+                                            "must be a non-empty subset of [1, 2]")] = [1, 2]
+
+
+def check_gors_step_counts(cfg) -> None:
+    """gors.step_counts must name a sampler that model.timesteps has (called by the GORS method)."""
+    counts, ts = cfg.gors.step_counts, cfg.model.timesteps
+    if min(counts) > len(ts):
+        raise ConfigError(f"gors.step_counts {counts} names no sampler of model.timesteps {ts}: "
+                          f"a {len(ts)}-timestep model samples only 1 step; use gors.step_counts: [1]")
 
 
 def gors_weights(rewards: np.ndarray, steps: np.ndarray, top_fraction: float, temperature: float,
@@ -36,27 +60,36 @@ def gors_weights(rewards: np.ndarray, steps: np.ndarray, top_fraction: float, te
 
 
 @register_method
-class GORSTrainer(Baseline):
-    method = "gors"
+class GORS(Method):
+    name = "gors"
+    Config = GORSConfig
 
-    def learn_from_round(self, round_index: int) -> dict:
-        g, buf = self.cfg.gors, self.buffer
-        idx = np.flatnonzero(buf.rounds == round_index)
-        w = gors_weights(buf.rewards[idx], buf.steps[idx], g.top_fraction, g.temperature, g.step_counts)
-        self.kept, self.kept_weights = idx[w > 0], w[w > 0]
-        stats = {"gors/kept_reward_mean": float(np.mean(buf.rewards[self.kept]))}
-        return {**stats, **self.generator_steps(self.cfg.algorithm.generator_steps)}
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        check_gors_step_counts(cfg)
 
-    def generator_batch(self, size: int):
-        pick = self._integers(0, len(self.kept), size)
+    def train_round(self, round_index: int) -> dict:
+        """Sample on-policy, keep and weight the best samples, regress the generator onto them."""
+        g, run = self.cfg.gors, self.run
+        self.samples = c = run.collector.collect(explore=False)
+        w = gors_weights(c.rewards, c.steps, g.top_fraction, g.temperature, g.step_counts)
+        self.kept, self.kept_weights = np.flatnonzero(w > 0), w[w > 0]
+        stats = {**c.reward_stats(), "gors/kept_reward_mean": float(np.mean(c.rewards[self.kept]))}
+        return {**stats, **run.generator_steps(self.cfg.algorithm.generator_steps, self.regression_loss,
+                                               draw=self.draw_kept)}
+
+    def draw_kept(self, size: int):
+        pick = self.run.draws.integers(0, len(self.kept), size)
         return self.kept[pick], self.kept_weights[pick]
 
-    def generator_loss(self, batch) -> tuple[torch.Tensor, dict]:
+    def regression_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """Reward-weighted denoising MSE on kept samples ``batch = (indices, weights)``."""
         idx, weights = batch
-        x0, prompts, steps = self.buffer.gather(idx)
-        t = denoising_timesteps(self, steps, self.cfg.gors.timesteps)
-        eps = self._randn(self.gen.latent_shape(len(idx)))
-        with self.acc.autocast():
-            err = x0_errors(self.gen, self.unet, x0, t, eps, self.embeds(list(prompts)))
+        run = self.run
+        x0, prompts, steps = self.samples.gather(idx)
+        t = denoising_timesteps(run, steps, self.cfg.gors.timesteps)
+        eps = run.draws.randn(run.gen.latent_shape(len(idx)))
+        with run.acc.autocast():
+            err = x0_errors(run.gen, run.unet, x0, t, eps, run.embeds(list(prompts)))
         loss = (torch.as_tensor(weights, dtype=torch.float32, device=err.device) * err).mean()
         return loss, {"gors/mse": float(err.detach().mean())}

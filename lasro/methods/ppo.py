@@ -18,10 +18,22 @@ import math
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from lasro.buffer import same_prompt_groups
-from lasro.methods.base import Baseline
+from lasro.config import Section
+from lasro.methods.base import Method
+from lasro.methods.common import step_weights
 from lasro.methods.registry import register_method
+from lasro.rollouts import same_prompt_groups
+
+
+class PPOConfig(Section):
+    """DDPO/RLCM-style PPO (lasro/methods/ppo.py)."""
+
+    output_std: float = Field(0.1, gt=0)  # std of the Gaussian output policy x ~ N(x_theta, output_std^2), latent units
+    clip_range: float = Field(0.2, gt=0)
+    adv_clip: float = 5.0  # advantages clipped to +-adv_clip after per-prompt normalisation
+    epochs: int = Field(2, ge=1)  # passes over each round's samples, minibatches of optim.batch_size
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
@@ -47,68 +59,73 @@ def ppo_clipped_loss(ratio: torch.Tensor, adv: torch.Tensor, clip_range: float) 
 
 
 @register_method
-class PPOTrainer(Baseline):
-    method = "ppo"
+class PPO(Method):
+    name = "ppo"
+    Config = PPOConfig
 
     def policy_log_probs(self, x1_mean: torch.Tensor, x2_mean: torch.Tensor | None, z_t1: torch.Tensor | None,
                          outs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Log-probability of each k-step trajectory ([1-step, 2-step]) under the policy whose clean-latent
         predictions are ``x1_mean`` (from z_T) and ``x2_mean`` (from the stored z_t1)."""
-        sigma = self.cfg.ppo.output_std
+        sigma, gen = self.cfg.ppo.output_std, self.run.gen
         lps = [gaussian_log_prob(outs[0], x1_mean, sigma)]
         if x2_mean is not None:
-            t1 = torch.full((x1_mean.shape[0],), self.gen.timesteps[1], device=x1_mean.device)
-            a, s = self.gen.alpha_sigma(t1, x1_mean.float())
+            t1 = torch.full((x1_mean.shape[0],), gen.timesteps[1], device=x1_mean.device)
+            a, s = gen.alpha_sigma(t1, x1_mean.float())
             lps.append(gaussian_log_prob(z_t1, a * x1_mean, s) + gaussian_log_prob(outs[1], x2_mean, sigma))
         return lps
 
     def _means(self, unet, noise: torch.Tensor, z_t1: torch.Tensor | None, emb) -> tuple:
         """The policy's clean-latent predictions: x1 from z_T, x2 from the stored (not re-drawn) z_t1."""
-        x1 = self.gen.sample(unet, noise, emb, timesteps=self.gen.timesteps[:1])[0]
+        gen = self.run.gen
+        x1 = gen.sample(unet, noise, emb, timesteps=gen.timesteps[:1])[0]
         if z_t1 is None:
             return x1, None
-        t1 = torch.full((noise.shape[0],), self.gen.timesteps[1], device=x1.device, dtype=torch.long)
-        return x1, self.gen.predict_x0(unet, z_t1, t1, emb)
+        t1 = torch.full((noise.shape[0],), gen.timesteps[1], device=x1.device, dtype=torch.long)
+        return x1, gen.predict_x0(unet, z_t1, t1, emb)
 
     @torch.no_grad()
-    def collect_rollouts(self, round_index: int) -> dict:
+    def collect_rollouts(self) -> dict:
         """Sample the current policy (z_T, z_t1, noisy outputs), score with the true reward, store the old
         log-probabilities and the per-prompt advantages of this process's samples."""
-        global_prompts, prompts = self._draw_prompts()
-        n, emb = len(prompts), self.embeds(prompts)
-        noise = self._randn(self.gen.latent_shape(n))
+        run = self.run
+        gen, draws = run.gen, run.draws
+        global_prompts, prompts = run.collector.draw_prompts()
+        n, emb = len(prompts), run.embeds(prompts)
+        noise = draws.randn(gen.latent_shape(n))
         z_t1 = x2_mean = None
-        with self.acc.autocast():
-            x1_mean, _ = self._means(self.base_unet, noise, None, emb)
-            if len(self.steps_1_2) == 2:
-                t1 = torch.full((n,), self.gen.timesteps[1], device=x1_mean.device, dtype=torch.long)
-                a, s = self.gen.alpha_sigma(t1, x1_mean)
-                z_t1 = a * x1_mean + s * self._randn(x1_mean.shape).to(x1_mean.dtype)
-                x2_mean = self.gen.predict_x0(self.base_unet, z_t1, t1, emb)
+        with run.acc.autocast():
+            x1_mean, _ = self._means(run.base_unet, noise, None, emb)
+            if len(run.steps_1_2) == 2:
+                t1 = torch.full((n,), gen.timesteps[1], device=x1_mean.device, dtype=torch.long)
+                a, s = gen.alpha_sigma(t1, x1_mean)
+                z_t1 = a * x1_mean + s * draws.randn(x1_mean.shape).to(x1_mean.dtype)
+                x2_mean = gen.predict_x0(run.base_unet, z_t1, t1, emb)
             means = [x1_mean] if z_t1 is None else [x1_mean, x2_mean]
-        outs = [m + self.cfg.ppo.output_std * self._randn(m.shape).to(m.dtype) for m in means]
-        got = self._score_and_gather(outs, prompts, global_prompts)
-        adv = per_prompt_advantages(got["prompts"], got["steps"], got["rewards"], self.cfg.ppo.adv_clip)
+        outs = [m + self.cfg.ppo.output_std * draws.randn(m.shape).to(m.dtype) for m in means]
+        c = run.collector.score_and_gather(outs, prompts, global_prompts)
+        adv = per_prompt_advantages(c.prompts, c.steps, c.rewards, self.cfg.ppo.adv_clip)
         total = len(global_prompts)
-        local_adv = [torch.from_numpy(adv[k * total:(k + 1) * total][self._shard(n)]).float().to(noise.device)
+        local_adv = [torch.from_numpy(adv[k * total:(k + 1) * total][draws.shard(n)]).float().to(noise.device)
                      for k in range(len(outs))]
         self.rollout = {"prompts": prompts, "noise": noise, "z_t1": z_t1, "outs": outs, "adv": local_adv,
                         "old_log_probs": self.policy_log_probs(x1_mean, x2_mean, z_t1, outs)}
-        return self.reward_stats(got["rewards"], got["steps"])
+        return c.reward_stats()
 
     def ratios(self, idx: np.ndarray) -> list[torch.Tensor]:
         """pi_theta / pi_old of each k-step trajectory of the rollout samples ``idx`` (with gradient)."""
-        d = self.rollout
+        run, d = self.run, self.rollout
         z_t1 = None if d["z_t1"] is None else d["z_t1"][idx]
-        with self.acc.autocast():
-            x1_mean, x2_mean = self._means(self.unet, d["noise"][idx], z_t1, self.embeds([d["prompts"][i] for i in idx]))
+        with run.acc.autocast():
+            x1_mean, x2_mean = self._means(run.unet, d["noise"][idx], z_t1, run.embeds([d["prompts"][i] for i in idx]))
         new = self.policy_log_probs(x1_mean, x2_mean, z_t1, [o[idx] for o in d["outs"]])
         return [torch.exp(lp - old[idx]) for lp, old in zip(new, d["old_log_probs"])]
 
-    def generator_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, dict]:
-        a, clip = self.cfg.algorithm, self.cfg.ppo.clip_range
+    def clipped_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """PPO's clipped objective on the rollout samples ``idx``, summed over step counts with c1/c2."""
+        clip = self.cfg.ppo.clip_range
         loss, stats = 0.0, {}
-        for k, coef, ratio in zip(self.steps_1_2, (a.c1, a.c2), self.ratios(idx)):
+        for (k, coef), ratio in zip(step_weights(self.run), self.ratios(idx)):
             adv = self.rollout["adv"][k - 1][idx]
             loss = loss + coef * ppo_clipped_loss(ratio, adv, clip)
             r = ratio.detach()
@@ -117,11 +134,12 @@ class PPOTrainer(Baseline):
         return loss, stats
 
     def train_round(self, round_index: int) -> dict:
-        stats = self.collect_rollouts(round_index)
+        """Collect rollouts, then ``ppo.epochs`` passes of minibatches of ``optim.batch_size``."""
+        stats = self.collect_rollouts()
         n, b = len(self.rollout["prompts"]), self.cfg.optim.batch_size
         batches = []
         for _ in range(self.cfg.ppo.epochs):
-            perm = self.shared_rng.permutation(n)  # same on every process; each permutes its own shard
+            perm = self.run.draws.rng.permutation(n)  # same on every process; each permutes its own shard
             batches += [[perm[i:i + b]] for i in range(0, n, b)]
-        stats.update(self.generator_steps(len(batches), batches))
+        stats.update(self.run.generator_steps(len(batches), self.clipped_loss, batches=batches))
         return stats

@@ -3,20 +3,12 @@ and a reward-curve PNG. Only the main process writes."""
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
 from PIL import Image
 
-
-def image_grid(images: list[Image.Image], rows: int) -> Image.Image:
-    cols = math.ceil(len(images) / rows)
-    w, h = images[0].size
-    grid = Image.new("RGB", (cols * w, rows * h), "white")
-    for i, im in enumerate(images):
-        grid.paste(im, ((i % cols) * w, (i // cols) * h))
-    return grid
+from lasro.images import image_grid
 
 
 class RunTracker:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from .config import DEFAULT_CONFIG, ConfigError, config_from_dict, read_config_data
+from lasro.config import DEFAULT_CONFIG, ConfigError, read_config_data
+from lasro.methods import MethodNotApplicable, build_config, list_methods
+from lasro.training import Trainer
 
 log = logging.getLogger("lasro")
-DEFAULT_VARIANTS = ("lasro", "ppo", "dpo", "gors", "draft")
 PRESETS = {name: os.path.join(os.path.dirname(DEFAULT_CONFIG), f"bench_{name}.yaml")
            for name in ("ablations", "ablations_config")}
 UNLIMITED_ROUNDS = 10**9  # the query budget, not the round count, ends a compare run
@@ -47,12 +48,11 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def variants(table: dict, labels: list[str] | None) -> list[Variant]:
-    """Variants for ``labels`` (default: every label of ``table``, else the five methods). A label is a
+    """Variants for ``labels`` (default: every label of ``table``, else every registered method, LaSRO
+    first). A label is a
     key of ``table`` (label -> overrides) or a registered method name; its method is the overrides'
     ``algorithm.method``, else the label if it names a method, else lasro."""
-    from .methods import list_methods
-
-    chosen = list(labels or (list(table) or DEFAULT_VARIANTS))
+    chosen = list(labels or (list(table) or list_methods()))
     out = []
     for label in chosen:
         if label not in table and label not in list_methods():
@@ -73,7 +73,7 @@ def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every
               "algorithm": {"max_reward_queries": queries, "rounds": UNLIMITED_ROUNDS},
               "logging": {"output_dir": out_dir, "eval_every_queries": eval_every, "progress": False,
                           "tensorboard": False, "wandb": False, "checkpoint_every": UNLIMITED_ROUNDS}}
-    return config_from_dict(_merge(_merge(base, variant.overrides), forced))
+    return build_config(_merge(_merge(base, variant.overrides), forced))
 
 
 def curve(rows: list[dict]) -> list[dict]:
@@ -85,9 +85,7 @@ def curve(rows: list[dict]) -> list[dict]:
 
 def run_one(cfg) -> dict:
     """Train one run: its curve, and its paired final evaluation (None when the config has none)."""
-    from .methods import build_trainer
-
-    trainer = build_trainer(cfg)
+    trainer = Trainer(cfg)
     try:
         points = curve(trainer.train())
     finally:
@@ -106,8 +104,6 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
             overrides: list[str] | None = None, eval_every_queries: int | None = None,
             final_eval: bool = True) -> dict:
     """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results."""
-    from .methods import MethodNotApplicable
-
     base = read_config_data(config, overrides)
     table: dict = {}
     if preset:

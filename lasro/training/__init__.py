@@ -1,0 +1,4 @@
+"""The method-free training loop, its checkpoints and its outputs (metrics, grids, curves)."""
+from lasro.training.trainer import NonFiniteError, Trainer
+
+__all__ = ["NonFiniteError", "Trainer"]

@@ -1,0 +1,262 @@
+"""Checkpoints: written to a temporary folder and renamed into place, so a crash never
+leaves a half-written ``round-N``; old ones pruned to a total limit; every file's digest recorded
+and checked on resume.
+
+Layout of ``checkpoints/round-000005/``:
+  generator_lora/pytorch_lora_weights.safetensors  diffusers format (pipe.load_lora_weights)
+  generator_optimizer.pt, rng-<rank>.pt
+  <name>.safetensors, <name>.pt   the method's own tensors and objects (LaSRO: surrogate.safetensors,
+                                  surrogate_optimizer.pt, buffer.pt)
+  state.json   counters, the method's values, the config; written last
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from lasro.config import config_to_dict
+from lasro.methods import MethodState
+
+log = logging.getLogger("lasro")
+
+CHECKPOINT_RE = re.compile(r"^round-(\d{6})$")
+COMPLETE_MARK = "state.json"  # written last: a folder without it is incomplete
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or unreadable; the message names it."""
+
+
+def checkpoint_dir(output_dir: str) -> str:
+    return os.path.join(output_dir, "checkpoints")
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_dir(output_dir)
+    if not os.path.isdir(root):
+        return []
+    names = sorted(n for n in os.listdir(root) if CHECKPOINT_RE.match(n))
+    return [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, COMPLETE_MARK))]
+
+
+def tmp_dir(output_dir: str, round_index: int) -> str:
+    """Where the checkpoint of ``round_index`` is written before it is renamed into place."""
+    return os.path.join(checkpoint_dir(output_dir), f".tmp-round-{round_index:06d}")
+
+
+def begin(output_dir: str, round_index: int) -> str:
+    """A fresh temporary folder to write the checkpoint of ``round_index`` into."""
+    tmp = tmp_dir(output_dir, round_index)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    return tmp
+
+
+def _fsync_tree(path: str) -> None:
+    for root, _, files in os.walk(path):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def _digests(path: str) -> dict[str, str]:
+    """sha256 of every file in a checkpoint folder (except state.json), by relative path."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if rel == COMPLETE_MARK:
+                continue
+            h = hashlib.sha256()
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
+
+
+def verify(path: str) -> dict:
+    """Read state.json and check every file against the digests recorded at save time."""
+    state = read_state(path)
+    recorded = state.get("files")
+    if recorded is not None:
+        found = _digests(path)
+        bad = sorted(k for k in recorded if found.get(k) != recorded[k])
+        if bad:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {', '.join(bad)} "
+                                  f"{'is' if len(bad) == 1 else 'are'} missing or changed since it was saved")
+    return state
+
+
+def resume_candidates(output_dir: str, resume: str) -> list[str]:
+    """Checkpoints to try, best first: for ``latest`` every complete one newest first, else the given one."""
+    if resume == "latest":
+        return list(reversed(list_checkpoints(output_dir))) or [resolve(output_dir, resume)]
+    return [resolve(output_dir, resume)]
+
+
+def commit(output_dir: str, tmp: str, round_index: int, state: dict, total_limit: int) -> str:
+    """Write state.json (with file digests) last, then rename the folder into place and prune old ones."""
+    state = {**state, "files": _digests(tmp)}
+    with open(os.path.join(tmp, COMPLETE_MARK), "w") as f:
+        json.dump(state, f, indent=1)
+    _fsync_tree(tmp)
+    final = os.path.join(checkpoint_dir(output_dir), f"round-{round_index:06d}")
+    if os.path.exists(final):
+        old = final + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    if total_limit > 0:
+        for stale in list_checkpoints(output_dir)[:-total_limit]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def resolve(output_dir: str, resume: str) -> str:
+    """``latest`` or a path -> a complete checkpoint folder, or a clear error."""
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise CheckpointError(f"--resume latest: no complete checkpoint under {checkpoint_dir(output_dir)}")
+        return found[-1]
+    if not os.path.isfile(os.path.join(resume, COMPLETE_MARK)):
+        raise CheckpointError(f"--resume {resume}: not a complete lasro checkpoint (no {COMPLETE_MARK}); "
+                              f"use 'latest' or one of {[os.path.basename(p) for p in list_checkpoints(output_dir)]}")
+    return resume
+
+
+def read_state(path: str) -> dict:
+    try:
+        with open(os.path.join(path, COMPLETE_MARK)) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt: cannot read {COMPLETE_MARK} ({e})") from e
+
+
+def torch_load(path: str):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CheckpointError(f"checkpoint file {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
+
+
+# ------------------------------------------------------------ a run's state
+def save_checkpoint(run) -> str | None:
+    """All processes enter (wait_for_everyone); the main process writes atomically.
+
+    A failed write (e.g. a full disk) removes the partial folder and raises a CheckpointError
+    that names the previous, intact checkpoint."""
+    run.acc.wait_for_everyone()
+    try:
+        tmp, method_state = _write_files(run)
+    except Exception as e:  # noqa: BLE001 - torch.save raises RuntimeError, safetensors its own error
+        shutil.rmtree(tmp_dir(run.out, run.round), ignore_errors=True)
+        found = list_checkpoints(run.out)
+        raise CheckpointError(
+            f"could not write the round-{run.round} checkpoint under {checkpoint_dir(run.out)}: {e}. "
+            + (f"The previous checkpoint {found[-1]} is intact: free space, then resume with --resume latest."
+               if found else "No earlier checkpoint exists.")) from e
+    path = None
+    if run.is_main:
+        state = {"round": run.round, "reward_queries": run.reward_queries, "elapsed": run.wall_seconds(),
+                 "method": run.method.name, "method_state": method_state.values,
+                 "method_files": {"tensors": sorted(method_state.tensors), "objects": sorted(method_state.objects)},
+                 "num_processes": run.acc.num_processes, "config": config_to_dict(run.cfg)}
+        path = commit(run.out, tmp, run.round, state, run.cfg.logging.checkpoints_total_limit)
+    run.acc.wait_for_everyone()
+    return path
+
+
+def _write_files(run) -> tuple[str, MethodState]:
+    """Every file but state.json, into the temporary folder."""
+    tmp = tmp_dir(run.out, run.round)
+    method_state = run.method.state()
+    if run.is_main:
+        begin(run.out, run.round)
+        run.gen.save_lora(os.path.join(tmp, "generator_lora"))
+        torch.save(run.gen_opt.state_dict(), os.path.join(tmp, "generator_optimizer.pt"))
+        for name, tensors in method_state.tensors.items():
+            save_file(tensors, os.path.join(tmp, f"{name}.safetensors"))
+        for name, obj in method_state.objects.items():
+            torch.save(obj, os.path.join(tmp, f"{name}.pt"))
+    run.acc.wait_for_everyone()
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+           **run.draws.state_dict()}
+    torch.save(rng, os.path.join(tmp, f"rng-{run.acc.process_index}.pt"))
+    run.acc.wait_for_everyone()
+    return tmp, method_state
+
+
+def load_checkpoint(run, resume: str) -> None:
+    """Restore everything; with ``latest``, a corrupt newest checkpoint is named and the previous used."""
+    candidates = resume_candidates(run.out, resume)
+    for i, path in enumerate(candidates):
+        try:
+            state, files = _read(run, path)
+            break
+        except CheckpointError as e:
+            if i + 1 == len(candidates):
+                raise
+            log.warning("%s; resuming from the previous checkpoint %s instead", e, candidates[i + 1])
+    _apply(run, path, state, files)
+
+
+def _read(run, path: str) -> tuple[dict, dict]:
+    """Verify and read every file of a checkpoint before touching any state."""
+    state = verify(path)
+    names = state.get("method_files", {"tensors": [], "objects": []})
+    files: dict = {}
+    try:
+        files["lora"] = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
+        tensors = {n: load_file(os.path.join(path, f"{n}.safetensors")) for n in names["tensors"]}
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+    files["optimizer"] = torch_load(os.path.join(path, "generator_optimizer.pt"))
+    files["method"] = MethodState(state.get("method_state", {}), tensors,
+                                  {n: torch_load(os.path.join(path, f"{n}.pt")) for n in names["objects"]})
+    files["rng"] = torch_load(os.path.join(path, f"rng-{run.acc.process_index}.pt"))
+    return state, files
+
+
+def _apply(run, path: str, state: dict, files: dict) -> None:
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft import set_peft_model_state_dict
+
+    if state["num_processes"] != run.acc.num_processes:
+        raise CheckpointError(f"checkpoint {path} was written by {state['num_processes']} process(es); "
+                              f"resume it with the same number (now {run.acc.num_processes})")
+    if state.get("method") != run.method.name:
+        raise CheckpointError(f"checkpoint {path} was written by method {state.get('method')!r}; "
+                              f"resume it with algorithm.method: {state.get('method')} (now {run.method.name!r})")
+    lora = {k[len("unet."):]: v for k, v in files["lora"].items() if k.startswith("unet.")}
+    set_peft_model_state_dict(run.base_unet, convert_unet_state_dict_to_peft(lora), adapter_name="default")
+    try:
+        run.method.load_state(files["method"])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from e
+    run.gen_opt.load_state_dict(files["optimizer"])
+    rng = files["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    run.draws.load_state_dict(rng)
+    run.round, run.reward_queries = state["round"], state["reward_queries"]
+    run.elapsed, run.t_start = state["elapsed"], time.time()
+    run.tracker.truncate_after(run.round)
+    log.info("resumed from %s (round %d, %d reward queries)", path, run.round, run.reward_queries)
