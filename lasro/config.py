@@ -1,7 +1,7 @@
 """Training configuration: typed sections (pydantic models), YAML loading, ``--set key=value`` overrides,
 and validation whose errors name the bad key or value and the valid choices.
 
-Defaults follow METHOD.md: "paper" where the paper states it, "ours" where it is silent.
+Defaults follow docs/method.md: "paper" where the paper states it, "ours" where it is silent.
 
 The shared sections are fields of ``TrainConfig``; a method's own keys live in its method section, a
 ``Section`` registered at run time (``config_from_dict(data, {"lasro": LaSROConfig})``) and read as

@@ -9,7 +9,7 @@ BUILTIN_PREFIX = "shapes:"
 
 
 def _builtin(spec: str, key: str) -> list[str]:
-    from lasro.demo import shapes
+    from lasro import shapes
 
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[1] not in ("train", "test"):

@@ -34,7 +34,7 @@ def kill_on_call(owner, name, nth):
 
 def main(point, nth, out, resume=None):
     trainer = Trainer(config(out))
-    targets = {"sampling": (FewStepGenerator, "sample"), "reward": (trainer.collector, "reward"),
+    targets = {"sampling": (FewStepGenerator, "sample"), "reward": (type(trainer.reward), "__call__"),
                "surrogate": (LaSRO, "surrogate_step"), "checkpoint": (ckpt, "_fsync_tree")}
     if point != "none":
         kill_on_call(*targets[point], int(nth))

@@ -1,13 +1,14 @@
 import pytest
 
-from lasro.config import ConfigError, config_from_dict, load_config
+from lasro.config import ConfigError
+from lasro.methods import build_config, load_config
 
 
-def test_defaults_follow_method_md():
-    cfg = config_from_dict({})
+def test_defaults_follow_the_method():
+    cfg = build_config({})
     assert cfg.model.timesteps == [999, 499] and cfg.exploration.samples_per_prompt == 4
-    assert (cfg.algorithm.generator_steps, cfg.algorithm.surrogate_steps) == (5, 20)
-    assert cfg.algorithm.ema_decay == 0.99 and cfg.algorithm.regularizer == "anchor"
+    assert (cfg.algorithm.generator_steps, cfg.lasro.surrogate_steps) == (5, 20)
+    assert cfg.lasro.ema_decay == 0.99 and cfg.lasro.regularizer == "anchor"
     assert cfg.optim.lr == 1e-4 and cfg.surrogate.lr_backbone == 1e-5
 
 
@@ -29,11 +30,12 @@ def test_yaml_and_overrides(tmp_path):
     ({"exploration": {"t1_range": [700, 300]}}, "t1_range"),
     ({"model": 3}, "model: expected a mapping"),
     ({"gors": {"step_counts": [3]}}, "gors.step_counts must be a non-empty subset of [1, 2]"),
-    ({"gors": {"step_counts": [2]}, "model": {"timesteps": [999]}}, "use gors.step_counts: [1]"),
+    ({"algorithm": {"method": "gors"}, "gors": {"step_counts": [2]}, "model": {"timesteps": [999]}},
+     "use gors.step_counts: [1]"),
 ])
 def test_validation_names_key_and_valid_values(data, message):
     with pytest.raises(ConfigError) as e:
-        config_from_dict(data)
+        build_config(data)
     assert message in str(e.value)
 
 
@@ -45,7 +47,6 @@ def test_missing_file_and_bad_set():
 
 
 def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
-    from lasro.methods import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text("optim: {lr: 1e-5}\nsurrogate: {lr_head: 3E-4}\n")

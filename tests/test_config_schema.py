@@ -4,8 +4,11 @@ import json
 
 import pytest
 
-from lasro.config import (ConfigError, DPOConfig, GORSConfig, LaSROConfig, PPOConfig, TrainConfig,
-                          check_gors_step_counts, config_from_dict, config_to_dict, load_config)
+from lasro.config import ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
+from lasro.methods.dpo import DPOConfig
+from lasro.methods.gors import GORSConfig, check_gors_step_counts
+from lasro.methods.lasro import LaSROConfig
+from lasro.methods.ppo import PPOConfig
 
 METHODS = {"lasro": LaSROConfig, "ppo": PPOConfig, "dpo": DPOConfig, "gors": GORSConfig}
 

@@ -96,7 +96,7 @@ def test_lasro_eval_on_the_shipped_model_prints_one_json_line(capsys):
 
 
 def test_default_job_is_the_demo():
-    from lasro.config import load_config
+    from lasro.methods import load_config
 
     cfg = load_config(None)
     assert cfg.model.pretrained == "demo:shapes" and cfg.reward == "shapes_detector"
@@ -105,11 +105,40 @@ def test_default_job_is_the_demo():
 
 @shipped
 def test_lasro_trains_the_shipped_model_with_the_detector(tmp_path):
-    from lasro.trainer import LaSROTrainer
+    from lasro.training import Trainer
 
     cfg = tiny_train_config(tmp_path, "demo:shapes", reward="shapes_detector",
                             prompts={"train": "shapes:train", "eval": "shapes:test:2", "eval_seeds": 2})
-    rows = LaSROTrainer(cfg).train()
+    rows = Trainer(cfg).train()
     assert rows[-1]["round"] == 2
     assert "eval/exact_match_2step_mean" in rows[-1]
     assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").exists()
+
+
+@shipped
+def test_build_recipe_gives_the_shipped_architecture():
+    """A rebuild (`lasro demo build`) puts together the same parts as the shipped model: same configs."""
+    from lasro.demo.build import build_models
+
+    spec = BuildSpec()
+    parts = dict(zip(("vae", "text_encoder", "text_encoder_2", "unet"),
+                     build_models(spec, word_tokenizer(spec.max_tokens))))
+    for name, model in parts.items():
+        with open(os.path.join(PACKAGED_MODEL, name, "config.json"), encoding="utf-8") as f:
+            shipped_config = json.load(f)
+        built = json.loads(json.dumps(dict(model.config) if name in ("vae", "unet") else model.config.to_dict()))
+        for key, value in shipped_config.items():
+            if key.startswith("_") or key in ("scaling_factor", "transformers_version", "architectures", "dtype"):
+                continue  # versions, and what training (the VAE's latent scale) or saving fills in
+            assert built.get(key) == value, (name, key)
+
+
+def test_generators_do_not_import_the_demo():
+    """Layering: lasro.demo.build is built on lasro.generators, never the other way round."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lasro.generators, lasro.generators.tiny; "
+            "print([m for m in sys.modules if m.startswith('lasro.demo')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -242,3 +242,41 @@ def test_metadata_is_passed_and_defaults_to_empty_dicts():
     assert seen == [[{}, {}], [{"target": "a"}, {"target": "b"}]]
     with pytest.raises(ValueError, match="spy"):
         r(IMAGES, ["only one prompt"])
+
+
+def test_registered_classes_carry_the_name_and_description_stated_in_the_decorator():
+    from lasro.rewards.registry import _REGISTRY
+
+    listed = {n: (d, nw) for n, d, nw in list_rewards()}
+    for name, entry in _REGISTRY.items():
+        if isinstance(entry.factory, type):
+            cls = entry.factory
+            assert (cls.name, cls.description, cls.needs_weights) == (name, *listed[name]), name
+    assert build_reward("jpeg_compressibility").description == listed["jpeg_compressibility"][0]
+    assert listed["clip_score"][1] is True and listed["saturation"][1] is False  # from HubReward / Reward
+
+
+def test_register_reward_states_name_and_description_once():
+    @register_reward("_test_stated_once", description="from the decorator")
+    class Stated(Reward):
+        def __call__(self, images, prompts, metadata):
+            return [0.0] * len(images)
+
+    assert (Stated.name, Stated.description, Stated.needs_weights) == ("_test_stated_once", "from the decorator", False)
+
+    @register_reward("_test_class_description")
+    class OwnDescription(Stated):
+        description = "from the class"
+        needs_weights = True
+
+    assert ("_test_class_description", "from the class", True) in list_rewards()
+    assert OwnDescription.name == "_test_class_description" and Stated.name == "_test_stated_once"
+
+    class Conflicting(Stated):
+        description = "one thing"
+
+    with pytest.raises(ValueError, match="state it in one place"):
+        register_reward("_test_conflict", description="another")(Conflicting)
+    with pytest.raises(ValueError, match="no description"):
+        register_reward("_test_no_description")(lambda: None)
+    assert "_test_conflict" not in [n for n, _, _ in list_rewards()]

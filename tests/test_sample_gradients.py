@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import lasro.training.trainer as trainer_module
+import lasro.methods.lasro as lasro_module
 from lasro.surrogates.sample_gradients import equalize_sample_gradients
 from lasro.training import Trainer
 
@@ -41,7 +41,7 @@ def test_generator_loss_equalizes_only_when_switched_on(tiny_dirs, tmp_path, mon
         x.register_hook(lambda g: seen.append(g.detach().clone()))
         return equalize_sample_gradients(x)
 
-    monkeypatch.setattr(trainer_module, "equalize_sample_gradients", spy)
+    monkeypatch.setattr(lasro_module, "equalize_sample_gradients", spy)
     loss, _ = trainer.method.generator_loss(["a red circle", "a blue square"])
     loss.backward()
     if not on:

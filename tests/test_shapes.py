@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lasro.demo import shapes
+from lasro import shapes
 from lasro.rewards import RewardError, build_reward
 from lasro.rewards.shapes_detector import detect, match_score
 

@@ -35,8 +35,8 @@ def test_train_writes_outputs_and_a_lora_diffusers_reads_back(tiny_dirs, tmp_pat
     assert (out / "reward_curve.png").exists()
     ckpts = sorted(os.listdir(out / "checkpoints"))
     assert ckpts == ["round-000001", "round-000002"]  # total limit 2 pruned round 0
-    assert {"generator_lora", "surrogate.safetensors", "optimizers.pt", "buffer.pt", "rng-0.pt",
-            "state.json"} <= set(os.listdir(out / "checkpoints" / "round-000002"))
+    assert {"generator_lora", "surrogate.safetensors", "generator_optimizer.pt", "surrogate_optimizer.pt", "buffer.pt",
+            "rng-0.pt", "state.json"} <= set(os.listdir(out / "checkpoints" / "round-000002"))
 
     # The LoRA moved the weights, and diffusers' own loader reproduces the trained outputs.
     fresh = FewStepGenerator(load_pipeline(tiny_dirs[family], torch.float32))
@@ -74,7 +74,7 @@ def test_pessimistic_ensemble_trains_logs_member_spread_and_resumes(tiny_dirs, t
     assert {k.split(".")[1] for k in saved} == {"0", "1", "2"}  # members.<i>.…
     resumed = Trainer(tiny_train_config(out, tiny_dirs["sdxl"], surrogate=sur, algorithm={"rounds": 3}))
     resumed.load_checkpoint("latest")
-    for (name, p), q in zip(first.base_surrogate.named_parameters(), resumed.base_surrogate.parameters()):
+    for (name, p), q in zip(first.method.base_surrogate.named_parameters(), resumed.method.base_surrogate.parameters()):
         torch.testing.assert_close(p, q, msg=name)
 
 
@@ -94,7 +94,7 @@ logging: {{output_dir: {out}, progress: false}}
     assert main(["train", str(cfg_path), "--set", "surrogate.batch_pairs=2"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["round"] == 1 and "eval/reward_2step_mean" in summary["before"]
-    assert main(["sample", "--config", str(cfg_path), "--lora", str(out / "lora"), "--prompt", "a cat",
+    assert main(["sample", str(cfg_path), "--lora", str(out / "lora"), "--prompt", "a cat",
                  "--num-per-prompt", "2", "--out", str(tmp_path / "png")]) == 0
     assert sorted(os.listdir(tmp_path / "png")) == ["000_00.png", "000_01.png"]
 
@@ -196,7 +196,7 @@ def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_p
                                 exploration={"prompts_per_round": 3, "samples_per_prompt": 4, "t1_range": [300, 700],
                                              "perturb_std": 0.1, "overlap_scoring": overlap})
         trainer = Trainer(cfg)
-        assert trainer._chunk < 12  # several chunks: the reordering is exercised
+        assert trainer.chunk < 12  # several chunks: the reordering is exercised
         trainer.method.collect(0)
         buffers.append(trainer.method.buffer)
     a, b = buffers
@@ -204,7 +204,7 @@ def test_overlapped_scoring_buffers_what_inline_scoring_buffers(tiny_dirs, tmp_p
     torch.testing.assert_close(a.latents, b.latents, rtol=0, atol=0)
     assert list(a.rewards) == list(b.rewards)
     # each buffered reward belongs to its own latent, prompt and step count
-    _, direct = trainer._score_latents(b.latents.float(), b.prompts, b.steps)
+    _, direct = trainer.collector.score_latents(b.latents.float(), b.prompts, b.steps)
     assert list(direct.scores) == list(b.rewards)
 
 

@@ -49,10 +49,10 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def variants(table: dict, labels: list[str] | None) -> list[Variant]:
     """Variants for ``labels`` (default: every label of ``table``, else every registered method, LaSRO
-    first). A label is a
+    first: the reference the others are compared with). A label is a
     key of ``table`` (label -> overrides) or a registered method name; its method is the overrides'
     ``algorithm.method``, else the label if it names a method, else lasro."""
-    chosen = list(labels or (list(table) or list_methods()))
+    chosen = list(labels or (list(table) or ["lasro"] + [m for m in list_methods() if m != "lasro"]))
     out = []
     for label in chosen:
         if label not in table and label not in list_methods():

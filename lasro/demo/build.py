@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lasro.demo import shapes
-from lasro.generators.tiny import turbo_scheduler
+from lasro import shapes
+from lasro.generators.tiny import assemble_sdxl_pipeline, build_text_encoders, build_unet, build_vae, turbo_scheduler
 
 log = logging.getLogger("lasro.demo")
 
@@ -114,32 +114,14 @@ def word_tokenizer(max_tokens: int):
 
 # --------------------------------------------------------------------- models
 def build_models(spec: BuildSpec, tokenizer):
-    """Random-init SDXL-architecture parts sized for 64 px scenes."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
+    """Random-init SDXL-architecture parts sized for 64 px scenes (built in this order: it fixes their weights)."""
     h = spec.text_hidden
-    text_cfg = dict(vocab_size=len(tokenizer), hidden_size=h, intermediate_size=2 * h,
-                    num_hidden_layers=spec.text_layers, num_attention_heads=max(1, h // 16),
-                    max_position_embeddings=spec.max_tokens, projection_dim=h, hidden_act="gelu",
-                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.pad_token_id)
-    te1 = CLIPTextModel(CLIPTextConfig(**text_cfg))
-    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
-    c = list(spec.vae_channels)
-    vae = AutoencoderKL(block_out_channels=c, down_block_types=["DownEncoderBlock2D"] * len(c),
-                        up_block_types=["UpDecoderBlock2D"] * len(c), latent_channels=4,
-                        norm_num_groups=min(8, c[0]), layers_per_block=1, sample_size=shapes.IMAGE_SIZE)
+    te1, te2 = build_text_encoders(tokenizer, h, spec.text_layers)
+    vae = build_vae(spec.vae_channels, shapes.IMAGE_SIZE)
     u = tuple(spec.unet_channels)
-    n = len(u)
-    unet = UNet2DConditionModel(
-        sample_size=shapes.IMAGE_SIZE // 2 ** (len(c) - 1), in_channels=4, out_channels=4, block_out_channels=u,
-        layers_per_block=1, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
-        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",), cross_attention_dim=2 * h,
-        attention_head_dim=tuple(max(1, ch // spec.attention_head_channels) for ch in u),  # = heads (diffusers)
-        transformer_layers_per_block=1, use_linear_projection=True, norm_num_groups=16,
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=h + 6 * 8,
-    )
+    unet = build_unet(u, shapes.IMAGE_SIZE // 2 ** (len(spec.vae_channels) - 1), (h, h),
+                      tuple(max(1, ch // spec.attention_head_channels) for ch in u),  # = heads (diffusers)
+                      norm_num_groups=16)
     return vae, te1, te2, unet
 
 
@@ -165,15 +147,28 @@ def _cosine(opt, total: int, warmup: int = 50):
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
-class _Progress:
-    """Log a line every ~10 % of a stage, with a running mean of the loss and elapsed time."""
+class _Stage:
+    """One training stage's loop: AdamW without weight decay, linear warm-up then cosine decay, gradients
+    clipped to norm 1, and a log line every ~10 % with a running mean of the loss and elapsed time.
 
-    def __init__(self, stage: str, total: int):
+    ``params`` is what AdamW takes (parameters or parameter groups); ``adamw`` its other arguments.
+    """
+
+    def __init__(self, stage: str, total: int, params, **adamw):
+        self.opt = torch.optim.AdamW(params, weight_decay=0.0, **adamw)
+        self.sched = _cosine(self.opt, total)
+        self.params = [p for group in self.opt.param_groups for p in group["params"]]
         self.stage, self.total, self.start, self.losses = stage, total, time.time(), []
         self.every = max(1, total // 10)
 
-    def step(self, i: int, loss: float) -> None:
-        self.losses.append(loss)
+    def step(self, i: int, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss``, take the optimiser and schedule steps, log step ``i``."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.losses.append(loss.item())
         if (i + 1) % self.every == 0 or i + 1 == self.total:
             log.info("%s %d/%d loss %.4f (%.0f s)", self.stage, i + 1, self.total,
                      float(np.mean(self.losses[-self.every:])), time.time() - self.start)
@@ -200,10 +195,8 @@ def _to_unit(pixels_u8: torch.Tensor) -> torch.Tensor:
 def stage_vae(spec: BuildSpec, vae, data, gen: torch.Generator):
     """Reconstruction (MSE + L1) with a tiny KL term; returns the latent scaling factor."""
     steps = spec.count(spec.vae_steps)
-    opt = torch.optim.AdamW(vae.parameters(), lr=spec.vae_lr, weight_decay=0.0)
-    sched = _cosine(opt, steps)
     pixels = data["pixels"]
-    prog = _Progress("vae", steps)
+    loop = _Stage("vae", steps, vae.parameters(), lr=spec.vae_lr)
     vae.train()
     for i in range(steps):
         idx = torch.randint(len(pixels), (spec.vae_batch,), generator=gen)
@@ -213,12 +206,7 @@ def stage_vae(spec: BuildSpec, vae, data, gen: torch.Generator):
         y = vae.decode(z).sample
         kl = post.kl().mean() / x[0].numel()
         loss = F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x) + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        prog.step(i, loss.item())
+        loop.step(i, loss)
     vae.eval()
     with torch.no_grad():
         means = torch.cat([vae.encode(_to_unit(pixels[i:i + 256])).latent_dist.mean
@@ -239,12 +227,9 @@ def stage_teacher(spec: BuildSpec, unet, te1, te2, tokenizer, latents, prompts, 
     ids_all = _tokenize(tokenizer, list(prompts))
     empty = _tokenize(tokenizer, [""])
     text_params = list(te1.parameters()) + list(te2.parameters())
-    trainable = list(unet.parameters()) + text_params
-    opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr": spec.teacher_lr},
-                             {"params": text_params, "lr": spec.teacher_lr / 2}], weight_decay=0.0)
-    sched = _cosine(opt, steps)
+    loop = _Stage("teacher", steps, [{"params": list(unet.parameters()), "lr": spec.teacher_lr},
+                                     {"params": text_params, "lr": spec.teacher_lr / 2}])
     ema = copy.deepcopy(unet).requires_grad_(False)
-    prog = _Progress("teacher", steps)
     unet.train(), te1.train(), te2.train()
     for i in range(steps):
         idx = torch.randint(len(latents), (spec.teacher_batch,), generator=gen)
@@ -261,16 +246,11 @@ def stage_teacher(spec: BuildSpec, unet, te1, te2, tokenizer, latents, prompts, 
         snr = (ab / (1 - ab)).view(-1)
         weight = snr.clamp(max=spec.min_snr_gamma) / snr  # min-SNR-gamma for epsilon prediction
         loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
-        sched.step()
+        loop.step(i, loss)
         decay = min(spec.ema_decay, (1 + i) / (10 + i))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
-        prog.step(i, loss.item())
     te1.eval(), te2.eval()
     return ema.eval()
 
@@ -345,9 +325,7 @@ def stage_student(spec: BuildSpec, generator, pairs, gen):
     steps = spec.count(spec.student_steps)
     unet = generator.unet
     unet.requires_grad_(True).train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=spec.student_lr, weight_decay=0.0)
-    sched = _cosine(opt, steps)
-    prog = _Progress("student", steps)
+    loop = _Stage("student", steps, unet.parameters(), lr=spec.student_lr)
     t0, t1 = generator.timesteps
     scale = generator._start_noise_scale(t0)
     alphas = generator.alphas_cumprod
@@ -361,12 +339,7 @@ def stage_student(spec: BuildSpec, generator, pairs, gen):
         z1 = ab.sqrt() * pairs["x1"][idx] + (1 - ab).sqrt() * pairs["renoise"][idx]
         x2 = generator.predict_x0(unet, z1, torch.full((b,), t1), embeds)
         loss = F.mse_loss(x1, pairs["x1"][idx]) + F.mse_loss(x2, pairs["x2"][idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        prog.step(i, loss.item())
+        loop.step(i, loss)
     unet.requires_grad_(False).eval()
 
 
@@ -403,20 +376,12 @@ def _claim_work_folder(work: str, spec: BuildSpec) -> None:
             json.dump(mine, f, indent=1)
 
 
-def assemble_pipeline(vae, te1, te2, tokenizer, unet):
-    from diffusers import StableDiffusionXLPipeline
-
-    return StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tokenizer,
-                                     tokenizer_2=tokenizer, unet=unet, scheduler=turbo_scheduler(),
-                                     force_zeros_for_empty_prompt=True)
-
-
 def build(out: str, work: str, spec: BuildSpec) -> dict:
     """Run every stage and write the pipeline to ``out``; returns the build record."""
     from lasro.evaluation import evaluate_generator
     from lasro.generators.few_step import FewStepGenerator
     from lasro.rewards import build_reward
-    from lasro.tracking import image_grid
+    from lasro.images import image_grid
 
     _claim_work_folder(work, spec)
     torch.manual_seed(spec.seed)
@@ -447,7 +412,7 @@ def build(out: str, work: str, spec: BuildSpec) -> dict:
         m.eval().requires_grad_(False)
     teacher = copy.deepcopy(unet)
 
-    generator = FewStepGenerator(assemble_pipeline(vae, te1, te2, tokenizer, unet))
+    generator = FewStepGenerator(assemble_sdxl_pipeline(vae, te1, te2, tokenizer, unet))
     reward = build_reward("shapes_detector")
     test_prompts = shapes.sample_prompts("test", spec.count(spec.eval_prompts, 8), seed=1234)
     teacher_figures = evaluate_teacher(spec, teacher, te1, te2, tokenizer, generator, reward, test_prompts,

@@ -2,7 +2,7 @@
 
 The pipelines' ``__call__`` runs under ``no_grad``; training needs a differentiable
 sampler, so this module owns the 1-2 step loop: ``x1 = f(z_T, t0, c)``,
-``z_t1 = a(t1) x1 + s(t1) eps``, ``x2 = f(z_t1, t1, c)`` (METHOD.md, section 2).
+``z_t1 = a(t1) x1 + s(t1) eps``, ``x2 = f(z_t1, t1, c)`` (docs/method.md).
 """
 from __future__ import annotations
 

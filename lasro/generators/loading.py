@@ -6,7 +6,8 @@ import os
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from lasro.devices import DTYPES, default_device  # noqa: F401  (re-exported by lasro.generators)
+
 DEMO_MODEL = "demo:shapes"  # the SDXL-architecture shapes model shipped inside the package
 # its folder, found without importing lasro.demo (whose build recipe imports the generator)
 PACKAGED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "shapes_sdxl")
@@ -14,11 +15,6 @@ PACKAGED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says where lasro looked and what to do."""
-
-
-def default_device() -> str:
-    """CUDA when present, else the CPU (commands without a --device)."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _looks_like_path(name: str) -> bool:

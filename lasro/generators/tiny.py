@@ -1,15 +1,24 @@
-"""Tiny random-init SDXL-style and SD-style pipelines, built fully offline.
+"""Tiny random-init SDXL-style and SD-style pipelines, built fully offline, and the builders behind them.
 
 They have the same classes and code paths as SDXL-Turbo / SD-Turbo (two or one CLIP
 text encoders, AutoencoderKL with 8x downsampling, text_time-conditioned UNet,
 Euler-ancestral trailing scheduler), so tests and the tiny configs exercise the real
 loading, sampling and LoRA I/O without the model hub.
+
+The part builders (``clip_text_config``, ``build_text_encoders``, ``build_vae``, ``build_unet``,
+``assemble_sdxl_pipeline``) are parameterised by sizes and tokenizer, so every random-init
+SDXL-architecture model in lasro (the tiny pipelines, ``random:sdxl-turbo`` and the shapes demo's
+build recipe) is put together by the same code. Each part draws its random weights when it is built,
+so callers build them in the order that fixes their initial weights.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+
+SDXL_TIME_IDS = 6  # SDXL's added time ids: original size, crop top-left, target size (two numbers each)
 
 
 def _byte_chars() -> list[str]:
@@ -49,44 +58,65 @@ class TinySpec:
     seed: int = 0
 
 
-def _text_config(spec: TinySpec, hidden: int, projection: int):
+# ------------------------------------------------------------------------------ part builders
+def clip_text_config(tokenizer, hidden: int, layers: int):
+    """A CLIPTextConfig ``hidden`` wide and ``layers`` deep (heads of 16 channels, MLP 2x, projection =
+    hidden) whose vocabulary, special-token ids and positions are those of ``tokenizer``."""
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=spec.text_layers,
-        num_attention_heads=max(1, hidden // 16), max_position_embeddings=77, projection_dim=projection,
-        bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_act="gelu",
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 16), max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=hidden, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, hidden_act="gelu",
     )
 
 
-def _vae(spec: TinySpec):
+def build_text_encoders(tokenizer, hidden: int, layers: int, hidden_2: int | None = None):
+    """SDXL's two random-init text encoders: a CLIPTextModel ``hidden`` wide and a
+    CLIPTextModelWithProjection ``hidden_2`` wide (default: ``hidden``), both over ``tokenizer``."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    te1 = CLIPTextModel(clip_text_config(tokenizer, hidden, layers))
+    te2 = CLIPTextModelWithProjection(clip_text_config(tokenizer, hidden if hidden_2 is None else hidden_2, layers))
+    return te1, te2
+
+
+def build_vae(block_out_channels: Sequence[int], sample_size: int):
+    """A random-init AutoencoderKL (RGB, 4 latent channels); it downsamples 2x per level but the last."""
     from diffusers import AutoencoderKL
 
-    # Four levels give SDXL's 8x downsampling even at this size.
-    c = spec.vae_channels
+    c = list(block_out_channels)
     return AutoencoderKL(
-        block_out_channels=[c, c, c, c], in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4, norm_num_groups=min(8, c), layers_per_block=1, sample_size=spec.sample_size,
+        block_out_channels=c, in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * len(c), up_block_types=["UpDecoderBlock2D"] * len(c),
+        latent_channels=4, norm_num_groups=min(8, c[0]), layers_per_block=1, sample_size=sample_size,
     )
 
 
-def _unet(spec: TinySpec, cross_dim: int, sdxl: bool, projection_input_dim: int | None):
+def build_unet(block_out_channels: Sequence[int], sample_size: int, text_widths: Sequence[int],
+               attention_head_dim: int | Sequence[int], *, layers_per_block: int = 1,
+               transformer_layers: int | Sequence[int] = 1, norm_num_groups: int = 32, time_embed_dim: int = 8):
+    """A random-init UNet2DConditionModel on 4-channel latents of ``sample_size``, conditioned on text
+    encoders of ``text_widths`` (their hidden sizes, as built by ``clip_text_config``): it cross-attends to
+    their hidden states side by side and, with two encoders (SDXL), takes text_time added embeddings (the
+    second encoder's pooled text, as wide as its hidden states, + SDXL's time ids, each ``time_embed_dim``
+    wide). The first level has no attention, the others cross-attend."""
     from diffusers import UNet2DConditionModel
 
-    n = len(spec.block_out_channels)
+    n = len(block_out_channels)
     kw = {}
-    if sdxl:
-        kw = dict(addition_embed_type="text_time", addition_time_embed_dim=8,
-                  projection_class_embeddings_input_dim=projection_input_dim)
+    if len(text_widths) > 1:
+        kw = dict(addition_embed_type="text_time", addition_time_embed_dim=time_embed_dim,
+                  projection_class_embeddings_input_dim=text_widths[-1] + SDXL_TIME_IDS * time_embed_dim)
     return UNet2DConditionModel(
-        sample_size=spec.sample_size // 8, in_channels=4, out_channels=4,
-        block_out_channels=tuple(spec.block_out_channels), layers_per_block=spec.layers_per_block,
+        sample_size=sample_size, in_channels=4, out_channels=4,
+        block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-        cross_attention_dim=cross_dim, attention_head_dim=spec.attention_head_dim,
-        transformer_layers_per_block=spec.transformer_layers, use_linear_projection=True,
-        norm_num_groups=spec.norm_num_groups, **kw,
+        cross_attention_dim=sum(text_widths), attention_head_dim=attention_head_dim,
+        transformer_layers_per_block=transformer_layers, use_linear_projection=True,
+        norm_num_groups=norm_num_groups, **kw,
     )
 
 
@@ -99,35 +129,47 @@ def turbo_scheduler():
     )
 
 
+def assemble_sdxl_pipeline(vae, text_encoder, text_encoder_2, tokenizer, unet, tokenizer_2=None):
+    """A StableDiffusionXLPipeline of these parts with SDXL-Turbo's scheduler (``tokenizer_2``
+    defaults to ``tokenizer``)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer if tokenizer_2 is None else tokenizer_2, unet=unet, scheduler=turbo_scheduler(),
+        force_zeros_for_empty_prompt=True,
+    )
+
+
+# ---------------------------------------------------------------------------------- pipelines
 def build_tiny_pipeline(spec: TinySpec | None = None, **overrides):
     """Build a random-init StableDiffusionXLPipeline (family "sdxl") or StableDiffusionPipeline ("sd")."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
 
     spec = spec or TinySpec()
     for k, v in overrides.items():
         setattr(spec, k, v)
+    if spec.family not in ("sdxl", "sd"):
+        raise ValueError(f"unknown tiny pipeline family {spec.family!r}: use 'sdxl' or 'sd'")
+    sdxl = spec.family == "sdxl"
     torch.manual_seed(spec.seed)
+    tokenizer = byte_level_clip_tokenizer()
     h = spec.text_hidden
-    if spec.family == "sdxl":
-        te1 = CLIPTextModel(_text_config(spec, h, h))
-        te2 = CLIPTextModelWithProjection(_text_config(spec, h, h))
-        # SDXL: added embedding input = pooled text (projection_dim) + 6 time ids * addition_time_embed_dim
-        unet = _unet(spec, cross_dim=2 * h, sdxl=True, projection_input_dim=h + 6 * 8)
-        return StableDiffusionXLPipeline(
-            vae=_vae(spec), text_encoder=te1, text_encoder_2=te2, tokenizer=byte_level_clip_tokenizer(),
-            tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=turbo_scheduler(),
-            force_zeros_for_empty_prompt=True,
-        )
-    if spec.family == "sd":
-        te = CLIPTextModel(_text_config(spec, h, h))
-        unet = _unet(spec, cross_dim=h, sdxl=False, projection_input_dim=None)
-        return StableDiffusionPipeline(
-            vae=_vae(spec), text_encoder=te, tokenizer=byte_level_clip_tokenizer(), unet=unet,
-            scheduler=turbo_scheduler(), safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    raise ValueError(f"unknown tiny pipeline family {spec.family!r}: use 'sdxl' or 'sd'")
+    if sdxl:
+        text_encoders = build_text_encoders(tokenizer, h, spec.text_layers)
+    else:
+        text_encoders = (CLIPTextModel(clip_text_config(tokenizer, h, spec.text_layers)),)
+    unet = build_unet(spec.block_out_channels, spec.sample_size // 8, [h] * len(text_encoders),
+                      spec.attention_head_dim, layers_per_block=spec.layers_per_block,
+                      transformer_layers=spec.transformer_layers, norm_num_groups=spec.norm_num_groups)
+    vae = build_vae([spec.vae_channels] * 4, spec.sample_size)  # four levels: SDXL's 8x downsampling at any size
+    if sdxl:
+        return assemble_sdxl_pipeline(vae, *text_encoders, tokenizer, unet, tokenizer_2=byte_level_clip_tokenizer())
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoders[0], tokenizer=tokenizer, unet=unet, scheduler=turbo_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
 
 
 def build_random_sdxl_pipeline(dtype: torch.dtype = torch.bfloat16, seed: int = 0):
@@ -136,23 +178,11 @@ def build_random_sdxl_pipeline(dtype: torch.dtype = torch.bfloat16, seed: int = 
     Text encoders are one-layer stand-ins with SDXL's widths (768 + 1280) and the VAE is
     tiny: the generator step being measured touches only the UNet and the embeddings.
     """
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
     torch.manual_seed(seed)
-    spec = TinySpec(text_layers=1, sample_size=512)
-    unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816, upcast_attention=False,
-    ).to(dtype)
-    te1 = CLIPTextModel(_text_config(spec, 768, 768)).to(dtype)
-    te2 = CLIPTextModelWithProjection(_text_config(spec, 1280, 1280)).to(dtype)
-    return StableDiffusionXLPipeline(
-        vae=_vae(spec).to(dtype), text_encoder=te1, text_encoder_2=te2, tokenizer=byte_level_clip_tokenizer(),
-        tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=turbo_scheduler(),
-    )
+    widths = (768, 1280)
+    unet = build_unet((320, 640, 1280), 64, widths, (5, 10, 20), layers_per_block=2, transformer_layers=(1, 2, 10),
+                      time_embed_dim=256).to(dtype)
+    tokenizer = byte_level_clip_tokenizer()
+    te1, te2 = (m.to(dtype) for m in build_text_encoders(tokenizer, widths[0], 1, hidden_2=widths[1]))
+    return assemble_sdxl_pipeline(build_vae([16] * 4, 512).to(dtype), te1, te2, tokenizer, unet,
+                                  tokenizer_2=byte_level_clip_tokenizer())

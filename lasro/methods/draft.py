@@ -13,7 +13,7 @@ import torch
 from lasro.methods.base import Method
 from lasro.methods.common import sample_with_grad, step_weights
 from lasro.methods.lasro import draw_train_prompts
-from lasro.methods.registry import MethodNotApplicable, register_method
+from lasro.methods.registry import MethodNotApplicable, list_methods, register_method
 
 
 @register_method
@@ -26,7 +26,7 @@ class DRaFT(Method):
             raise MethodNotApplicable(
                 f"algorithm.method 'draft' back-propagates through the reward, but reward '{reward.name}' is "
                 "not differentiable (it defines no differentiable(pixels, prompts) method). Use a differentiable "
-                "reward (e.g. saturation) or a black-box method: lasro, ppo, dpo, gors")
+                f"reward (e.g. saturation) or another method: {', '.join(m for m in list_methods() if m != cls.name)}")
 
     def train_round(self, round_index: int) -> dict:
         return self.run.generator_steps(self.cfg.algorithm.generator_steps, self.reward_loss,

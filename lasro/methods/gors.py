@@ -5,7 +5,7 @@ Each round: sample on-policy, score with the true reward, keep the top ``gors.to
 count's samples, weight them by a softmax of their normalised reward, and regress the generator onto them
 with the few-step denoising loss (noise the sample to a timestep, predict the clean latent, weighted MSE).
 ``gors.step_counts`` limits which samplers' outputs are kept. Nothing holds the model near its start: on
-the distilled demo model the loop of sampling and regressing diverges (docs/bench/demo-compare/).
+the distilled demo model the loop of sampling and regressing diverges (docs/results/demo-compare/).
 """
 from __future__ import annotations
 

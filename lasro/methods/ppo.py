@@ -4,7 +4,7 @@ The 2-step sampler as a stochastic policy (our framing; RLCM's consistency-model
 every step Gaussian): given z_T, two actions
   1. the re-noised latent z_t1 ~ N(a(t1) x1_theta(z_T), s(t1)^2 I) -- the sampler's own noise injection;
   2. the output x ~ N(x2_theta(z_t1), sigma_out^2 I), with a small fixed ``ppo.output_std`` sigma_out.
-The last step of a distilled sampler is deterministic and has no likelihood (METHOD.md section 1); the
+The last step of a distilled sampler is deterministic and has no likelihood (docs/method.md); the
 Gaussian output policy is the usual way around it (DDPO's and RLCM's last step is Gaussian as well), and
 the scored images are these noisy outputs. The 1-step output is a one-action policy x ~ N(x1_theta, sigma_out^2).
 Log-probabilities are exact Gaussian log-densities summed over latent dimensions (DDPO averages them,

@@ -28,8 +28,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def list_methods() -> list[str]:
-    """Registered method names, in the order they were registered (the built-in ones: LaSRO first)."""
-    return list(_METHODS)
+    return sorted(_METHODS)
 
 
 def _import_method(path: str) -> type[Method]:

@@ -28,7 +28,8 @@ class RewardOutput:
 
 
 class Reward(abc.ABC):
-    """Optional base class so reward implementations carry their name and description.
+    """Optional base class so reward implementations carry their name and description (a class
+    registered with ``register_reward`` gets both from the decorator: it need not state them again).
 
     A reward may also define ``differentiable(pixels, prompts) -> torch.Tensor [B]``: the same score
     computed with autograd from float RGB ``pixels`` [B, 3, H, W] in [0, 1]. Only the DRaFT baseline

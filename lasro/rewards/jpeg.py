@@ -41,8 +41,6 @@ class _JpegSize(Reward):
 class JpegCompressibility(_JpegSize):
     """Higher reward for smaller JPEG files."""
 
-    name = "jpeg_compressibility"
-    description = "Minus JPEG size in kB (quality 95): rewards simple, compressible images."
     sign = -1.0
 
 
@@ -53,6 +51,4 @@ class JpegCompressibility(_JpegSize):
 class JpegIncompressibility(_JpegSize):
     """Higher reward for larger JPEG files."""
 
-    name = "jpeg_incompressibility"
-    description = "JPEG size in kB (quality 95): rewards detailed, hard-to-compress images."
     sign = 1.0

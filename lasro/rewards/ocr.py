@@ -65,9 +65,6 @@ class OCRReward(Reward):
     """Tesseract OCR reward. ``min_side``: images are upscaled so their shorter side is at least this
     (Tesseract reads small text poorly); ``psm``: Tesseract page segmentation mode (6 = a block of text)."""
 
-    name = "ocr"
-    description = DESCRIPTION
-
     def __init__(self, case_sensitive: bool = False, min_side: int = 256, psm: int = 6, lang: str = "eng"):
         self.case_sensitive, self.min_side, self.psm, self.lang = bool(case_sensitive), int(min_side), int(psm), lang
         self.tesseract = _pytesseract()

@@ -28,16 +28,37 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_reward(
-    name: str, *, description: str, needs_weights: bool = False
+    name: str, *, description: str | None = None, needs_weights: bool | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a factory (class or function: kwargs -> reward callable)."""
+    """Decorator registering a factory (class or function: kwargs -> reward callable).
+
+    The decorator is where a reward states its name and one-line description: on a class it also sets
+    them as the class's ``name`` and ``description`` attributes (which the instances, error messages and
+    ``CheckedReward`` read), so the class does not repeat them. A class may instead carry its own
+    ``description`` and leave it out here; stating both, differently, is an error. ``needs_weights``
+    defaults to the class's attribute (``HubReward`` subclasses: True) and to False for a function.
+    """
     if not name or ":" in name:
         raise ValueError(f"invalid reward name {name!r}: must be non-empty and contain no ':'")
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise ValueError(f"reward '{name}' is already registered ({_REGISTRY[name].factory!r})")
-        _REGISTRY[name] = _Entry(factory, description, needs_weights)
+        is_class = inspect.isclass(factory)
+        desc, weights = description, needs_weights
+        if is_class:
+            for attr, value in (("name", name), ("description", desc)):
+                own = factory.__dict__.get(attr)
+                if own is not None and value is not None and own != value:
+                    raise ValueError(f"reward '{name}': {factory.__qualname__}.{attr} = {own!r} differs from "
+                                     f"register_reward's {value!r}; state it in one place")
+            desc = factory.__dict__.get("description") if desc is None else desc
+            weights = bool(getattr(factory, "needs_weights", False)) if weights is None else weights
+        if not isinstance(desc, str):
+            raise ValueError(f"reward '{name}' has no description: pass register_reward(..., description=...)")
+        if is_class:
+            factory.name, factory.description, factory.needs_weights = name, desc, weights
+        _REGISTRY[name] = _Entry(factory, desc, bool(weights))
         return factory
 
     return decorator

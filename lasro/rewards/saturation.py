@@ -10,15 +10,13 @@ from PIL import Image
 from lasro.rewards.base import Reward
 from lasro.rewards.registry import register_reward
 
-SATURATION = "Mean chroma (max minus min of R, G, B per pixel), 0-1: rewards vivid colours; differentiable."
 
-
-@register_reward("saturation", description=SATURATION)
+@register_reward(
+    "saturation",
+    description="Mean chroma (max minus min of R, G, B per pixel), 0-1: rewards vivid colours; differentiable.",
+)
 class Saturation(Reward):
     """Mean per-pixel chroma ``max(R,G,B) - min(R,G,B)`` in [0, 1]: 0 for greys, 1 for pure hues."""
-
-    name = "saturation"
-    description = SATURATION
 
     def __call__(self, images: list[Image.Image], prompts: list[str], metadata: list[dict]) -> np.ndarray:
         arrays = [np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0 for im in images]

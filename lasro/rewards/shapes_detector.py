@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-from lasro.demo.shapes import COLOURS, parse_prompt
+from lasro.shapes import COLOURS, parse_prompt
 from lasro.rewards.base import Reward
 from lasro.rewards.registry import register_reward
 
@@ -91,9 +91,6 @@ def match_score(asked: Counter, found: Counter) -> tuple[float, bool]:
 @register_reward("shapes_detector", description=DESCRIPTION)
 class ShapesDetector(Reward):
     """Detector reward for the shapes demo: per-image score in [0, 1] plus exact_match."""
-
-    name = "shapes_detector"
-    description = DESCRIPTION
 
     def __init__(self, min_area: float = 12.0, min_saturation: int = 90, min_value: int = 70):
         self.kwargs = dict(min_area=float(min_area), min_saturation=int(min_saturation), min_value=int(min_value))

@@ -2,7 +2,7 @@
 
 Paper: backbone = pretrained UNet encoder (conv_in, down blocks, mid block; text via
 cross-attention and SDXL's added conditions), head to a scalar, Bradley-Terry loss on
-same-prompt pairs. Ours (METHOD.md section 4): weights copied from the generator's
+same-prompt pairs. Ours (docs/method.md): weights copied from the generator's
 UNet, LoRA on the backbone, a fixed timestep (0) and a learned step-count embedding.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class LatentSurrogate(nn.Module):
         return [p for p in self.parameters() if id(p) not in skip]
 
     def add_backbone_lora(self, rank: int, alpha: float, targets: list[str] | None = None) -> None:
-        """Freeze the backbone and train low-rank adapters on it (METHOD.md default)."""
+        """Freeze the backbone and train low-rank adapters on it (our default, docs/method.md)."""
         from peft import LoraConfig, inject_adapter_in_model
 
         for p in self.backbone_parameters():

@@ -1,4 +1,4 @@
-"""S[R]: the surrogate score normalised by running mean and max, clipped at 1 (METHOD.md).
+"""S[R]: the surrogate score normalised by running mean and max, clipped at 1 (docs/method.md).
 
 ``S = min((R - mu) / (M - mu + eps), 1)`` with EMAs ``mu`` (batch mean) and ``M`` (batch
 max). The clip stops the gradient where scores exceed what the surrogate has seen.

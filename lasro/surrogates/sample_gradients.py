@@ -1,7 +1,7 @@
 """Per-sample gradient equalisation for the generator objective (ours, not the paper's).
 
 Moving one latent along the surrogate's gradient helps the true reward only for a short step, then
-hurts (docs/bench/demo-surrogate/, section 6). Under the plain objective each sample pulls the LoRA
+hurts (docs/results/demo-surrogate/). Under the plain objective each sample pulls the LoRA
 with its own gradient's size, so samples with steep surrogate gradients take long steps while the
 others barely move. ``equalize_sample_gradients`` is an identity whose backward rescales each sample's
 gradient to the batch's mean RMS: the same total pull, shared equally between samples.

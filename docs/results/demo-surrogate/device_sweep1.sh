@@ -15,8 +15,8 @@ train T2 $P --set surrogate.backbone=frozen &
 train T3 $P --set optim.lr=1e-4 --set algorithm.reg_weight=1.0 &
 train T4 $P --set exploration.samples_per_prompt=8 --set exploration.prompts_per_round=8 &
 train T5 $P --set algorithm.min_pair_accuracy=0.65 &
-timeout 200 python3 docs/bench/demo-surrogate/surrogate_probe.py collect /tmp/probe.pt 8 2 64 8 2>&1 | grep -v -i "warn\|loading" ; echo "collect done at $(( $(date +%s) - T0 ))s"
-fit() { timeout $((520 - ($(date +%s) - T0))) python3 docs/bench/demo-surrogate/surrogate_probe.py fit /tmp/probe.pt "$@" 1500 250 2>/dev/null | grep '^{' >> $OUT/probe.jsonl; }
+timeout 200 python3 docs/results/demo-surrogate/surrogate_probe.py collect /tmp/probe.pt 8 2 64 8 2>&1 | grep -v -i "warn\|loading" ; echo "collect done at $(( $(date +%s) - T0 ))s"
+fit() { timeout $((520 - ($(date +%s) - T0))) python3 docs/results/demo-surrogate/surrogate_probe.py fit /tmp/probe.pt "$@" 1500 250 2>/dev/null | grep '^{' >> $OUT/probe.jsonl; }
 fit base 512,2048,8192 &
 fit frozen,full 2048,8192 &
 fit lowlr,wd 2048,8192 &

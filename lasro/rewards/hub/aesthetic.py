@@ -33,14 +33,12 @@ class AestheticModel(torch.nn.Module):
         return self.head(torch.nn.functional.normalize(embedding, dim=-1))
 
 
-@register_reward("laion_aesthetic", description=DESCRIPTION, needs_weights=True)
+@register_reward("laion_aesthetic", description=DESCRIPTION)
 class LaionAesthetic(HubReward):
     """``pretrained``: the head (hub repo, folder holding ``head_file``, or a .pth/.safetensors file);
     ``clip_pretrained``: the CLIP model and processor; ``model``: an injected CLIPModel; ``head``:
     an injected head module."""
 
-    name = "laion_aesthetic"
-    description = DESCRIPTION
     default_pretrained = HEAD_REPO
 
     def __init__(self, pretrained: str | None = None, clip_pretrained: str = CLIP_L14,

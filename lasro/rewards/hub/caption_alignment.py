@@ -39,12 +39,10 @@ def word_overlap(prompt: str, caption: str) -> tuple[float, float]:
     return recall, 2 * precision * recall / (precision + recall) if hit else 0.0
 
 
-@register_reward("caption_alignment", description=DESCRIPTION, needs_weights=True)
+@register_reward("caption_alignment", description=DESCRIPTION)
 class CaptionAlignment(HubReward):
     """``pretrained``: a ``BlipForConditionalGeneration`` captioner and its processor."""
 
-    name = "caption_alignment"
-    description = DESCRIPTION
     default_pretrained = "Salesforce/blip-image-captioning-large"
 
     def __init__(self, pretrained: str | None = None, max_new_tokens: int = 30, **kwargs):

@@ -15,6 +15,9 @@ from lasro.rewards.hub.base import HubReward
 from lasro.rewards.registry import register_reward
 
 
+CLIP_H14 = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # tokenizer and image processor of PickScore and HPSv2
+
+
 def projected(features: Any) -> torch.Tensor:
     """The projected embedding from ``get_*_features`` (a tensor in transformers 4, an output in 5)."""
     return features if isinstance(features, torch.Tensor) else features.pooler_output
@@ -79,15 +82,12 @@ class ClipSimilarity(HubReward):
         return (self.scale() * cos).cpu().numpy(), {"cosine": cos.cpu().numpy()}
 
 
-CLIP_SCORE = "CLIP score: 100 x max(cosine(CLIP image, CLIP prompt), 0) with CLIP ViT-L/14 (text-image alignment)"
-
-
-@register_reward("clip_score", description=CLIP_SCORE, needs_weights=True)
+@register_reward(
+    "clip_score",
+    description="CLIP score: 100 x max(cosine(CLIP image, CLIP prompt), 0) with CLIP ViT-L/14 (text-image alignment)",
+)
 class ClipScore(ClipSimilarity):
     """CLIP score as in torchmetrics' ``CLIPScore``: 100 times the cosine, clipped at 0."""
-
-    name = "clip_score"
-    description = CLIP_SCORE
 
     def scale(self) -> float:
         return 100.0
@@ -102,17 +102,15 @@ class ClipScore(ClipSimilarity):
         return self.scale() * cos.clamp(min=0)
 
 
-PICKSCORE = "PickScore: human-preference CLIP-H fine-tuned on Pick-a-Pic (logit scale x cosine, about 18-24)"
-
-
-@register_reward("pickscore", description=PICKSCORE, needs_weights=True)
+@register_reward(
+    "pickscore",
+    description="PickScore: human-preference CLIP-H fine-tuned on Pick-a-Pic (logit scale x cosine, about 18-24)",
+)
 class PickScore(ClipSimilarity):
     """PickScore (Kirstain et al. 2023): the fine-tuned CLIP's own ``logit_scale.exp()`` times the cosine."""
 
-    name = "pickscore"
-    description = PICKSCORE
     default_pretrained = "yuvalkirstain/PickScore_v1"
-    default_processor = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    default_processor = CLIP_H14
 
     def scale(self) -> float:
         return float(self.model.logit_scale.exp())

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lasro.rewards.hub.clip_similarity import ClipSimilarity
+from lasro.rewards.hub.clip_similarity import CLIP_H14, ClipSimilarity
 from lasro.rewards.hub.open_clip_keys import open_clip_to_transformers
-from lasro.rewards.hub.weights import load_complete_state_dict, load_pretrained, load_state_dict_file, resolve_file
+from lasro.rewards.hub.weights import load_complete_state_dict, load_state_dict_file, resolve_file
 from lasro.rewards.base import RewardError
 from lasro.rewards.registry import register_reward
 
@@ -63,7 +63,7 @@ class _HPS(ClipSimilarity):
     ``clip_config``: the architecture (ViT-H-14 unless given; tests pass a tiny one)."""
 
     default_pretrained = HPS_REPO
-    default_processor = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    default_processor = CLIP_H14
     version = "v2.1"
 
     def __init__(self, pretrained: str | None = None, clip_config: Any = None, **kwargs):
@@ -71,31 +71,24 @@ class _HPS(ClipSimilarity):
         super().__init__(pretrained, **kwargs)
 
     def load(self, pretrained: str) -> None:
-        from transformers import CLIPConfig, CLIPProcessor
+        """The model from the open_clip checkpoint (unless injected); the processor as every CLIP reward."""
+        from transformers import CLIPConfig
 
         if self.model is None:
             path = resolve_file(self.name, pretrained, CHECKPOINTS[self.version], hub_id=HPS_REPO)
             config = self.clip_config or vit_h14_config()
             config = CLIPConfig(**config) if isinstance(config, dict) else config
             self.model = load_open_clip_checkpoint(path, config, self.name)
-        if self.processor is None:
-            self.processor = load_pretrained(self.name, self.processor_pretrained, CLIPProcessor.from_pretrained,
-                                             kwarg="processor_pretrained", hub_id=self.default_processor)
+        super().load(pretrained)
 
 
-HPSV2 = "HPSv2 human-preference score (open_clip ViT-H-14 checkpoint converted to CLIPModel; cosine, ~0.2-0.35)"
-HPSV21 = "HPSv2.1 human-preference score (v2.1 checkpoint of HPSv2, same model and scale)"
-
-
-@register_reward("hpsv2", description=HPSV2, needs_weights=True)
+@register_reward("hpsv2", description="HPSv2 human-preference score (open_clip ViT-H-14 checkpoint converted to "
+                                      "CLIPModel; cosine, ~0.2-0.35)")
 class HPSv2(_HPS):
-    name = "hpsv2"
-    description = HPSV2
     version = "v2.0"
 
 
-@register_reward("hpsv2.1", description=HPSV21, needs_weights=True)
+@register_reward("hpsv2.1",
+                 description="HPSv2.1 human-preference score (v2.1 checkpoint of HPSv2, same model and scale)")
 class HPSv21(_HPS):
-    name = "hpsv2.1"
-    description = HPSV21
     version = "v2.1"

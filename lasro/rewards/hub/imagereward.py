@@ -117,14 +117,12 @@ def load_imagereward_checkpoint(path: str, vision_config: Any, text_config: Any,
                                     "ImageReward's architecture")
 
 
-@register_reward("imagereward", description=DESCRIPTION, needs_weights=True)
+@register_reward("imagereward", description=DESCRIPTION)
 class ImageReward(HubReward):
     """``pretrained``: ``THUDM/ImageReward``, a folder holding ``ImageReward.pt``, or the file;
     ``tokenizer_pretrained``: BERT-base-uncased's tokenizer; ``model``/``processor``/``tokenizer``:
     injected objects; ``configs``: (vision, text) configs other than ImageReward's (tests pass tiny ones)."""
 
-    name = "imagereward"
-    description = DESCRIPTION
     default_pretrained = REPO
 
     def __init__(self, pretrained: str | None = None, tokenizer_pretrained: str = BERT,

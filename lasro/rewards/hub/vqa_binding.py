@@ -38,12 +38,10 @@ def attribute_noun_phrases(prompt: str) -> list[str]:
     return [p for p in phrases if p.lower() not in _NOT_PHRASES]
 
 
-@register_reward("vqa_attribute_binding", description=DESCRIPTION, needs_weights=True)
+@register_reward("vqa_attribute_binding", description=DESCRIPTION)
 class VQAAttributeBinding(HubReward):
     """``pretrained``: a BLIP VQA checkpoint (``BlipForQuestionAnswering``) and its processor."""
 
-    name = "vqa_attribute_binding"
-    description = DESCRIPTION
     default_pretrained = "Salesforce/blip-vqa-capfilt-large"
 
     def __init__(self, pretrained: str | None = None, question_template: str = "{}?", **kwargs):
