@@ -31,6 +31,8 @@ examples:
   lasro demo build                                    # rebuild the shipped demo model (about an hour)
   lasro bench step configs/tiny-jpeg.yaml             # cost of one LaSRO step (JSON)
   lasro bench overlap                                 # reward scoring inline vs overlapped with sampling
+  lasro bench reward-load --clients 8                 # a reward server under concurrent clients
+  lasro bench kill-resume configs/tiny-jpeg.yaml --kills 10   # SIGKILL anywhere, resume, compare weights
   lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
 
 Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
@@ -156,9 +158,11 @@ def cmd_serve_reward(args) -> int:
     from lasro.rewards.remote import make_server
 
     spec = {"name": args.name, "kwargs": json.loads(args.kwargs)} if args.kwargs else args.name
-    server = make_server(spec, args.host, args.port)
+    server = make_server(spec, args.host, args.port, token=args.token, max_batch=args.max_batch,
+                         max_request_bytes=int(args.max_request_mb * 2**20), insecure_no_token=args.insecure_no_token)
     host, port = server.server_address[:2]
-    print(f"serving reward {args.name!r} on http://{host}:{port}/ (POST JSON; Ctrl-C stops)", flush=True)
+    auth = "bearer token required" if server.requires_token else "no token"
+    print(f"serving reward {args.name!r} on http://{host}:{port}/ (POST JSON; {auth}; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -197,6 +201,26 @@ def cmd_bench_overlap(args) -> int:
 
     print(json.dumps(bench_overlap(_config(args), repeats=args.repeats, warmup=args.warmup)))
     return 0
+
+
+def cmd_bench_reward_load(args) -> int:
+    from lasro.bench.reward_load import bench_reward_load
+
+    result = bench_reward_load(clients=args.clients, requests=args.requests, batch=args.batch, reward=args.reward,
+                               size=args.size, url=args.url)
+    print(json.dumps(result))
+    return 0 if result["failed"] == 0 else 1
+
+
+def cmd_bench_kill_resume(args) -> int:
+    from lasro.bench.kill_resume import bench_kill_resume
+
+    overrides = [x for kv in args.set for x in ("--set", kv)]
+    result = bench_kill_resume(args.config, overrides, args.kills, args.out, seed=args.seed)
+    for row in result["kills"]:
+        print(json.dumps(row))
+    print(json.dumps({k: v for k, v in result.items() if k != "kills"}))
+    return 0 if result["all_equal"] else 1
 
 
 def cmd_bench_compare(args) -> int:
@@ -282,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--kwargs", help="JSON object of keyword arguments for the reward")
     sr.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     sr.add_argument("--port", type=int, default=8000)
+    sr.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every POST (default: "
+                                    "$LASRO_REWARD_TOKEN, which ps does not show); needed off loopback")
+    sr.add_argument("--insecure-no-token", action="store_true",
+                    help="DANGEROUS: serve off loopback without a token, so anyone who reaches the port can "
+                         "run the reward on your hardware")
+    sr.add_argument("--max-request-mb", type=float, default=64, help="refuse larger bodies with 413 (default 64)")
+    sr.add_argument("--max-batch", type=int, default=256, help="refuse more images per request with 413 "
+                                                               "(default 256)")
     sr.set_defaults(fn=cmd_serve_reward)
 
     d = sub.add_parser("demo", help="the shapes demo model: demo build").add_subparsers(dest="demo", metavar="ACTION")
@@ -292,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: bench step, bench overlap, bench compare").add_subparsers(
+    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, compare").add_subparsers(
         dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
@@ -303,6 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(bo)
     with_timing(bo)
     bo.set_defaults(fn=cmd_bench_overlap)
+    brl = b.add_parser("reward-load", help="throughput and p99 latency of serve-reward under N concurrent clients",
+                       description="Serve --reward on loopback in this process (or use --url), send --requests "
+                                   "requests of --batch images from --clients threads through the remote reward "
+                                   "client (one try each), print one JSON line; exit 1 if any request failed.")
+    brl.add_argument("--clients", type=int, default=8)
+    brl.add_argument("--requests", type=int, default=400, help="requests in all, split over the clients")
+    brl.add_argument("--batch", type=int, default=8, help="images per request")
+    brl.add_argument("--reward", default="jpeg_compressibility",
+                     help="reward to serve, and to check every answer against locally")
+    brl.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    brl.add_argument("--url", help="load an already running server instead (it must serve --reward; token: "
+                                   "$LASRO_REWARD_TOKEN)")
+    brl.set_defaults(fn=cmd_bench_reward_load)
+    bk = b.add_parser("kill-resume", help="SIGKILL a run at random moments, resume each with --resume latest, "
+                                          "compare the final LoRAs with an uninterrupted run's")
+    with_config(bk)
+    bk.add_argument("--kills", type=int, default=10)
+    bk.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    bk.add_argument("--out", default="runs/kill-resume")
+    bk.set_defaults(fn=cmd_bench_kill_resume)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
                       description="Train each method (or variant) with each seed from the same CONFIG until it "
                                   "reaches the query budget; write results.json, results.md (mean ± std over seeds) "
@@ -311,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "overrides) or in a --preset.")
     with_config(bc)
     bc.add_argument("--methods", help="comma-separated methods/variants (default: the `methods:` labels, else "
-                                      "every registered method, LaSRO first); the first is the reference, the rest baselines")
+                                      "every registered method, LaSRO first); the first is the reference, the rest "
+                                      "baselines")
     bc.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     bc.add_argument("--queries", type=int, help="true-reward query budget per run (default: "
                                                 "algorithm.max_reward_queries of CONFIG)")
@@ -332,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     from lasro.generators import ModelLoadError
     from lasro.malloc_tuning import keep_freed_memory
     from lasro.rewards import RewardError
-    from lasro.training import NonFiniteError
+    from lasro.training import NonFiniteError, Preempted
     from lasro.training.checkpointing import CheckpointError
 
     parser = build_parser()
@@ -344,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return args.fn(args)
+    except Preempted as e:
+        print(f"lasro: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("lasro: aborted (Ctrl-C twice): nothing written since the last checkpoint", file=sys.stderr)
+        return 130
     except (ConfigError, ModelLoadError, RewardError, CheckpointError, NonFiniteError, FileNotFoundError,
             ValueError) as e:
         print(f"lasro: error: {e}", file=sys.stderr)

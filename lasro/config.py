@@ -176,8 +176,10 @@ class LoggingConfig(Section):
     output_dir: str = "runs/lasro"
     eval_every: int = Field(1, ge=1)
     eval_every_queries: int = 0  # when > 0: evaluate each time reward_queries crosses a multiple (not every N rounds)
-    checkpoint_every: int = 5
-    checkpoints_total_limit: int = 3
+    checkpoint_every: int = Field(5, ge=1)
+    checkpoints_total_limit: int = 3  # complete checkpoints kept (0: all)
+    # before the first checkpoint: warn or stop when the disk cannot hold checkpoints_total_limit of them
+    disk_check: Literal["warn", "stop", "off"] = "warn"
     tensorboard: bool = True
     wandb: bool = False
     progress: bool = True

@@ -67,8 +67,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs):
     assert os.path.exists(root / "two" / "checkpoints" / "round-000002" / "rng-1.pt")
     # Same replay buffer (gathered rewards, same order), same weights up to float summation order
     # (JPEG sizes may differ by a few bytes where a pixel rounds the other way).
-    b1 = torch.load(root / "one" / "checkpoints" / "round-000002" / "buffer.pt", weights_only=False)
-    b2 = torch.load(root / "two" / "checkpoints" / "round-000002" / "buffer.pt", weights_only=False)
+    b1 = torch.load(root / "one" / "checkpoints" / "round-000002" / "buffer.pt", weights_only=True)
+    b2 = torch.load(root / "two" / "checkpoints" / "round-000002" / "buffer.pt", weights_only=True)
     assert b1["prompts"] == b2["prompts"] and (b1["steps"] == b2["steps"]).all()
     assert abs(b1["rewards"] - b2["rewards"]).max() < 0.02
     torch.testing.assert_close(b1["latents"], b2["latents"], rtol=0, atol=1e-4)

@@ -349,7 +349,7 @@ def _cached(work: str, name: str, fn):
     path = os.path.join(work, f"{name}.pt")
     if os.path.exists(path):
         log.info("stage %s: reusing %s", name, path)
-        return torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=True)  # tensors, numbers and strings: never unpickles objects
     start = time.time()
     out = fn()
     tmp = path + ".tmp"

@@ -43,7 +43,10 @@ class PromptEmbeds:
 
 
 class PromptEmbedCache:
-    """Prompt embeddings computed once per prompt (training draws the same prompts again and again)."""
+    """Prompt embeddings computed once per prompt (training draws the same prompts again and again).
+
+    Each prompt is encoded alone: a batched text encoder's outputs differ in the last bits with the batch
+    it was in, and a resumed run, whose cache starts empty, must see the embeddings the first run saw."""
 
     def __init__(self, gen: "FewStepGenerator", max_size: int = 4096):
         self.gen, self.max_size = gen, max_size
@@ -54,9 +57,8 @@ class PromptEmbedCache:
         if missing:
             if len(self._cache) > self.max_size:
                 self._cache.clear()
-            e = self.gen.encode_prompts(missing)
-            for i, p in enumerate(missing):
-                self._cache[p] = e.index(slice(i, i + 1))
+            for p in missing:
+                self._cache[p] = self.gen.encode_prompts([p])
         return PromptEmbeds.cat([self._cache[p] for p in prompts])
 
 

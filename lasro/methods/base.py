@@ -29,7 +29,7 @@ class Method:
     ``run`` is the training loop; methods use its public parts: ``cfg``, ``acc``, ``gen``, ``unet`` (the
     trained, possibly wrapped UNet), ``base_unet``, ``lora_params``, ``reward``, ``train_prompts``,
     ``draws`` (shared random draws), ``collector``, ``embeds``, ``steps_1_2``, ``chunk``, ``round``,
-    ``generator_steps`` and ``optimizer_step``."""
+    ``generator_steps``, ``optimizer_step`` and, in a long warm start, ``warm_start_point``."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type | None] = None  # the method's config section (cfg.<name>), if it has one
@@ -68,3 +68,7 @@ class Method:
 
     def load_state(self, state: MethodState) -> None:
         """Restore ``state`` (raise ValueError naming what does not fit)."""
+
+    def growth_bytes(self) -> int:
+        """How much larger ``state()`` may grow during the run (a replay buffer filling up), for the disk check."""
+        return 0

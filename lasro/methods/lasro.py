@@ -42,6 +42,9 @@ class LaSROConfig(Section):
 
     pretrain_collect_rounds: int = 2  # paper: pre-train the surrogate on the initial generator's samples
     pretrain_surrogate_steps: int = 100
+    # ours: pre-training is checkpointed after each collection and every this many surrogate steps (0: only
+    # after the collections), so a kill during it loses at most that much work
+    pretrain_checkpoint_every: int = Field(250, ge=0)
     surrogate_steps: int = 20
     regularizer: Literal["anchor", "none"] = "anchor"
     reg_weight: float = 1.0  # c
@@ -79,6 +82,8 @@ class LaSRO(Method):
         self.last_pair_accuracy = float("nan")
         self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
         self._round_anchor: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
+        # how far pre-training got (checkpointed, so a resumed warm start continues where it stopped)
+        self.pretrain = {"collections": 0, "surrogate_steps": 0, "losses": [], "stats": {}}
         self.reads_pixels = getattr(self.surrogate, "reads_pixels", False)
         run.collector.keep_pixels = self.reads_pixels
 
@@ -97,13 +102,23 @@ class LaSRO(Method):
 
     # ------------------------------------------------------------ schedule
     def warm_start(self) -> dict:
-        """Pre-train the surrogate on the initial generator's samples."""
-        a = self.cfg.lasro
-        for _ in range(a.pretrain_collect_rounds):
-            self.collect(0)
-        stats = self.collect(0)  # fresh samples: round-0 pair accuracy is held out
-        stats["surrogate/loss"] = self.train_surrogate(a.pretrain_surrogate_steps)
-        return stats
+        """Pre-train the surrogate on the initial generator's samples: ``pretrain_collect_rounds`` + 1
+        collections (the last one's pair accuracy is held out), then ``pretrain_surrogate_steps`` steps.
+        Resumable: each collection and every ``pretrain_checkpoint_every`` steps is a checkpoint point."""
+        a, p, run = self.cfg.lasro, self.pretrain, self.run
+        while p["collections"] < a.pretrain_collect_rounds + 1:
+            p["stats"] = self.collect(0)
+            p["collections"] += 1
+            run.warm_start_point(p["collections"] + p["surrogate_steps"], due=True)
+        every = a.pretrain_checkpoint_every
+        while p["surrogate_steps"] < a.pretrain_surrogate_steps:
+            loss = self.surrogate_step()
+            if loss is not None:
+                p["losses"].append(loss)
+            p["surrogate_steps"] += 1
+            due = every > 0 and p["surrogate_steps"] % every == 0 and p["surrogate_steps"] < a.pretrain_surrogate_steps
+            run.warm_start_point(p["collections"] + p["surrogate_steps"], due=due)
+        return {**p["stats"], "surrogate/loss": self._mean_loss(p["losses"], a.pretrain_surrogate_steps)}
 
     def train_round(self, round_index: int) -> dict:
         """Generator steps against the frozen surrogate (unless gated), fresh collection, surrogate adaptation."""
@@ -186,7 +201,10 @@ class LaSRO(Method):
         return float(loss.detach())
 
     def train_surrogate(self, steps: int) -> float:
-        losses = [l for l in (self.surrogate_step() for _ in range(steps)) if l is not None]
+        return self._mean_loss([l for l in (self.surrogate_step() for _ in range(steps)) if l is not None], steps)
+
+    def _mean_loss(self, losses: list[float], steps: int) -> float:
+        """The mean of the steps' losses (NaN, with a warning, when ``steps`` > 0 took none)."""
         if steps and not losses and not self.run.nonfinite_streak("surrogate"):
             log.warning("no surrogate step: the buffer holds no same-prompt pair with different rewards "
                         "(is the reward constant?)")
@@ -251,7 +269,7 @@ class LaSRO(Method):
         sur = self.base_surrogate
         return MethodState(
             values={"last_pair_accuracy": self.last_pair_accuracy, "pair_accuracy_history": self.pair_accuracy_history,
-                    "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()}},
+                    "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()}, "pretrain": self.pretrain},
             tensors={"surrogate": {n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters()
                                    if p.requires_grad}},
             objects={"surrogate_optimizer": self.sur_opt.state_dict(), "buffer": self.buffer.state_dict()})
@@ -274,3 +292,9 @@ class LaSRO(Method):
             self.norms[int(k)].load_state_dict(norm)
         self.last_pair_accuracy = float(v.get("last_pair_accuracy", float("nan")))
         self.pair_accuracy_history = [float(x) for x in v.get("pair_accuracy_history", [])]
+        self.pretrain = v["pretrain"]
+
+    def growth_bytes(self) -> int:
+        """What the replay buffer's latents add to a checkpoint until it is full."""
+        per_sample = int(np.prod(self.run.gen.latent_shape(1))) * torch.finfo(self.run.gen.dtype).bits // 8
+        return max(0, self.buffer.capacity - len(self.buffer)) * per_sample

@@ -111,8 +111,9 @@ class ReplayBuffer:
         return self.pixels[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
 
     def state_dict(self) -> dict:
-        return {"latents": self.latents, "prompts": list(self.prompts), "rewards": self.rewards.copy(),
-                "steps": self.steps.copy(), "rounds": self.rounds.copy()}
+        """Tensors and plain data only (checkpoints are loaded with weights_only)."""
+        return {"latents": self.latents, "prompts": list(self.prompts),
+                **{k: torch.from_numpy(getattr(self, k).copy()) for k in ("rewards", "steps", "rounds")}}
 
     def load_state_dict(self, state: dict) -> None:
         self.latents = state["latents"]

@@ -2,12 +2,17 @@
 leaves a half-written ``round-N``; old ones pruned to a total limit; every file's digest recorded
 and checked on resume.
 
-Layout of ``checkpoints/round-000005/``:
+``checkpoints/round-000005/`` is the state after round 5; ``round-000000-pre-000003`` one taken during
+round 0's warm start (LaSRO's pre-training), which sorts before ``round-000000``. Layout:
   generator_lora/pytorch_lora_weights.safetensors  diffusers format (pipe.load_lora_weights)
   generator_optimizer.pt, rng-<rank>.pt
   <name>.safetensors, <name>.pt   the method's own tensors and objects (LaSRO: surrogate.safetensors,
                                   surrogate_optimizer.pt, buffer.pt)
   state.json   counters, the method's values, the config; written last
+
+The ``.pt`` files hold tensors and plain data only (numbers, strings, lists, dicts) and are read with
+``torch.load(weights_only=True)``: a checkpoint from someone else cannot run code when resumed, and a
+file that carries any other pickled object is refused.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
@@ -29,7 +35,7 @@ from lasro.methods import MethodState
 
 log = logging.getLogger("lasro")
 
-CHECKPOINT_RE = re.compile(r"^round-(\d{6})$")
+CHECKPOINT_RE = re.compile(r"^round-(\d{6})(?:-pre-(\d{6}))?$")
 COMPLETE_MARK = "state.json"  # written last: a folder without it is incomplete
 
 
@@ -41,23 +47,34 @@ def checkpoint_dir(output_dir: str) -> str:
     return os.path.join(output_dir, "checkpoints")
 
 
+def checkpoint_name(round_index: int, pre: int | None = None) -> str:
+    """``round-NNNNNN`` after a round; ``round-NNNNNN-pre-NNNNNN``: the ``pre``-th one during its warm start."""
+    return f"round-{round_index:06d}" + ("" if pre is None else f"-pre-{pre:06d}")
+
+
+def _order(name: str) -> tuple[int, int, int]:
+    """Sort key: by round; within a round, warm-start checkpoints (in order) before the round's own."""
+    m = CHECKPOINT_RE.match(name)
+    return (int(m.group(1)), 0, int(m.group(2))) if m.group(2) else (int(m.group(1)), 1, 0)
+
+
 def list_checkpoints(output_dir: str) -> list[str]:
     """Complete checkpoints, oldest first."""
     root = checkpoint_dir(output_dir)
     if not os.path.isdir(root):
         return []
-    names = sorted(n for n in os.listdir(root) if CHECKPOINT_RE.match(n))
+    names = sorted((n for n in os.listdir(root) if CHECKPOINT_RE.match(n)), key=_order)
     return [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, COMPLETE_MARK))]
 
 
-def tmp_dir(output_dir: str, round_index: int) -> str:
-    """Where the checkpoint of ``round_index`` is written before it is renamed into place."""
-    return os.path.join(checkpoint_dir(output_dir), f".tmp-round-{round_index:06d}")
+def tmp_dir(output_dir: str, name: str) -> str:
+    """Where checkpoint ``name`` is written before it is renamed into place."""
+    return os.path.join(checkpoint_dir(output_dir), f".tmp-{name}")
 
 
-def begin(output_dir: str, round_index: int) -> str:
-    """A fresh temporary folder to write the checkpoint of ``round_index`` into."""
-    tmp = tmp_dir(output_dir, round_index)
+def begin(output_dir: str, name: str) -> str:
+    """A fresh temporary folder to write checkpoint ``name`` into."""
+    tmp = tmp_dir(output_dir, name)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     return tmp
@@ -101,19 +118,20 @@ def verify(path: str) -> dict:
 
 
 def resume_candidates(output_dir: str, resume: str) -> list[str]:
-    """Checkpoints to try, best first: for ``latest`` every complete one newest first, else the given one."""
+    """Checkpoints to try, best first: for ``latest`` every complete one newest first (none: an empty
+    list, the run starts afresh), else the given one."""
     if resume == "latest":
-        return list(reversed(list_checkpoints(output_dir))) or [resolve(output_dir, resume)]
+        return list(reversed(list_checkpoints(output_dir)))
     return [resolve(output_dir, resume)]
 
 
-def commit(output_dir: str, tmp: str, round_index: int, state: dict, total_limit: int) -> str:
+def commit(output_dir: str, tmp: str, name: str, state: dict, total_limit: int) -> str:
     """Write state.json (with file digests) last, then rename the folder into place and prune old ones."""
     state = {**state, "files": _digests(tmp)}
     with open(os.path.join(tmp, COMPLETE_MARK), "w") as f:
         json.dump(state, f, indent=1)
     _fsync_tree(tmp)
-    final = os.path.join(checkpoint_dir(output_dir), f"round-{round_index:06d}")
+    final = os.path.join(checkpoint_dir(output_dir), name)
     if os.path.exists(final):
         old = final + ".old"
         shutil.rmtree(old, ignore_errors=True)
@@ -129,12 +147,7 @@ def commit(output_dir: str, tmp: str, round_index: int, state: dict, total_limit
 
 
 def resolve(output_dir: str, resume: str) -> str:
-    """``latest`` or a path -> a complete checkpoint folder, or a clear error."""
-    if resume == "latest":
-        found = list_checkpoints(output_dir)
-        if not found:
-            raise CheckpointError(f"--resume latest: no complete checkpoint under {checkpoint_dir(output_dir)}")
-        return found[-1]
+    """A checkpoint folder's path -> the folder if it is a complete checkpoint, else a clear error."""
     if not os.path.isfile(os.path.join(resume, COMPLETE_MARK)):
         raise CheckpointError(f"--resume {resume}: not a complete lasro checkpoint (no {COMPLETE_MARK}); "
                               f"use 'latest' or one of {[os.path.basename(p) for p in list_checkpoints(output_dir)]}")
@@ -150,62 +163,140 @@ def read_state(path: str) -> dict:
 
 
 def torch_load(path: str):
+    """Tensors and plain data from a ``.pt`` file; anything else in it (a pickled object, which could run
+    code) is refused."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint file {path} holds a pickled object other than tensors and plain data, and is refused: "
+            "loading it could run code. lasro writes only tensors and plain data; do not resume from a checkpoint "
+            f"you did not write or cannot trust ({str(e).splitlines()[0][:200]})") from e
+    except Exception as e:  # noqa: BLE001 - any other failure means a corrupt file
         raise CheckpointError(f"checkpoint file {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
 
 
+def plain_rng_state() -> dict:
+    """This process's global RNG states as tensors and plain data (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                   gauss], "torch": torch.get_rng_state()}
+
+
+def restore_rng_state(rng: dict) -> None:
+    kind, keys, pos, has_gauss, gauss = rng["numpy"]
+    random.setstate(_tuples(rng["python"]))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(rng["torch"])
+
+
+def _tuples(value):
+    """random.setstate wants the nested tuples that a round trip may have turned into lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 # ------------------------------------------------------------ a run's state
-def save_checkpoint(run) -> str | None:
-    """All processes enter (wait_for_everyone); the main process writes atomically.
+def save_checkpoint(run, pre: int | None = None) -> str | None:
+    """All processes enter (wait_for_everyone); the main process writes atomically. ``pre``: the index of a
+    checkpoint taken during round 0's warm start (``run.round`` is 0 then).
 
     A failed write (e.g. a full disk) removes the partial folder and raises a CheckpointError
     that names the previous, intact checkpoint."""
     run.acc.wait_for_everyone()
+    name = checkpoint_name(run.round, pre)
     try:
-        tmp, method_state = _write_files(run)
+        tmp, method_state = _write_files(run, name)
     except Exception as e:  # noqa: BLE001 - torch.save raises RuntimeError, safetensors its own error
-        shutil.rmtree(tmp_dir(run.out, run.round), ignore_errors=True)
+        shutil.rmtree(tmp_dir(run.out, name), ignore_errors=True)
         found = list_checkpoints(run.out)
         raise CheckpointError(
-            f"could not write the round-{run.round} checkpoint under {checkpoint_dir(run.out)}: {e}. "
+            f"could not write checkpoint {name} under {checkpoint_dir(run.out)}: {e}. "
             + (f"The previous checkpoint {found[-1]} is intact: free space, then resume with --resume latest."
                if found else "No earlier checkpoint exists.")) from e
     path = None
     if run.is_main:
-        state = {"round": run.round, "reward_queries": run.reward_queries, "elapsed": run.wall_seconds(),
-                 "method": run.method.name, "method_state": method_state.values,
+        state = {"round": run.round, "warm_start": pre is not None, "reward_queries": run.reward_queries,
+                 "elapsed": run.wall_seconds(), "method": run.method.name, "method_state": method_state.values,
                  "method_files": {"tensors": sorted(method_state.tensors), "objects": sorted(method_state.objects)},
                  "num_processes": run.acc.num_processes, "config": config_to_dict(run.cfg)}
-        path = commit(run.out, tmp, run.round, state, run.cfg.logging.checkpoints_total_limit)
+        path = commit(run.out, tmp, name, state, run.cfg.logging.checkpoints_total_limit)
     run.acc.wait_for_everyone()
     return path
 
 
-def _write_files(run) -> tuple[str, MethodState]:
+def _write_files(run, name: str) -> tuple[str, MethodState]:
     """Every file but state.json, into the temporary folder."""
-    tmp = tmp_dir(run.out, run.round)
+    tmp = tmp_dir(run.out, name)
     method_state = run.method.state()
     if run.is_main:
-        begin(run.out, run.round)
+        begin(run.out, name)
         run.gen.save_lora(os.path.join(tmp, "generator_lora"))
         torch.save(run.gen_opt.state_dict(), os.path.join(tmp, "generator_optimizer.pt"))
-        for name, tensors in method_state.tensors.items():
-            save_file(tensors, os.path.join(tmp, f"{name}.safetensors"))
-        for name, obj in method_state.objects.items():
-            torch.save(obj, os.path.join(tmp, f"{name}.pt"))
+        for key, tensors in method_state.tensors.items():
+            save_file(tensors, os.path.join(tmp, f"{key}.safetensors"))
+        for key, obj in method_state.objects.items():
+            torch.save(obj, os.path.join(tmp, f"{key}.pt"))
     run.acc.wait_for_everyone()
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-           **run.draws.state_dict()}
-    torch.save(rng, os.path.join(tmp, f"rng-{run.acc.process_index}.pt"))
+    torch.save({**plain_rng_state(), **run.draws.state_dict()}, os.path.join(tmp, f"rng-{run.acc.process_index}.pt"))
     run.acc.wait_for_everyone()
     return tmp, method_state
 
 
-def load_checkpoint(run, resume: str) -> None:
-    """Restore everything; with ``latest``, a corrupt newest checkpoint is named and the previous used."""
+def checkpoint_bytes(run) -> int:
+    """Estimated size of one checkpoint: the LoRA, every optimiser state and the method's tensors and
+    objects (a replay buffer counted as full)."""
+    def size(obj) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(size(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(size(v) for v in obj)
+        return 0
+
+    state = run.method.state()
+    lora = sum(p.numel() * 4 for p in run.lora_params)  # saved as float32
+    return (lora + size(run.gen_opt.state_dict()) + size(state.tensors) + size(state.objects)
+            + run.method.growth_bytes())
+
+
+def check_disk(run) -> None:
+    """Before the first checkpoint: warn, or stop (``logging.disk_check``), when the output disk cannot hold
+    ``logging.checkpoints_total_limit`` checkpoints plus the one being written."""
+    mode = run.cfg.logging.disk_check
+    if mode == "off" or not run.is_main:
+        return
+    os.makedirs(run.out, exist_ok=True)
+    limit = run.cfg.logging.checkpoints_total_limit
+    one = checkpoint_bytes(run)
+    need = one * ((limit if limit > 0 else run.cfg.algorithm.rounds + 1) + 1)
+    free = shutil.disk_usage(run.out).free
+    if need <= free:
+        return
+    text = (f"the disk of {run.out} has {_human(free)} free, but {limit or 'all'} checkpoints of about "
+            f"{_human(one)} each (logging.checkpoints_total_limit, plus the one being written) need "
+            f"{_human(need)}. Free space, lower logging.checkpoints_total_limit, or set logging.output_dir "
+            "elsewhere")
+    if mode == "stop":
+        raise CheckpointError(text + " (logging.disk_check: warn only warns)")
+    log.warning("%s; logging.disk_check: stop refuses to start", text)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def load_checkpoint(run, resume: str) -> bool:
+    """Restore everything; with ``latest``, a corrupt newest checkpoint is named and the previous used, and
+    a run folder with no checkpoint yet starts afresh (False: nothing was restored)."""
     candidates = resume_candidates(run.out, resume)
+    if not candidates:
+        log.info("--resume latest: no checkpoint under %s yet: starting the run from scratch",
+                 checkpoint_dir(run.out))
+        return False
     for i, path in enumerate(candidates):
         try:
             state, files = _read(run, path)
@@ -215,6 +306,7 @@ def load_checkpoint(run, resume: str) -> None:
                 raise
             log.warning("%s; resuming from the previous checkpoint %s instead", e, candidates[i + 1])
     _apply(run, path, state, files)
+    return True
 
 
 def _read(run, path: str) -> tuple[dict, dict]:
@@ -251,12 +343,12 @@ def _apply(run, path: str, state: dict, files: dict) -> None:
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: {e}") from e
     run.gen_opt.load_state_dict(files["optimizer"])
-    rng = files["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    run.draws.load_state_dict(rng)
+    restore_rng_state(files["rng"])
+    run.draws.load_state_dict(files["rng"])
     run.round, run.reward_queries = state["round"], state["reward_queries"]
+    run.in_warm_start = bool(state.get("warm_start"))
     run.elapsed, run.t_start = state["elapsed"], time.time()
-    run.tracker.truncate_after(run.round)
-    log.info("resumed from %s (round %d, %d reward queries)", path, run.round, run.reward_queries)
+    # rows the interrupted run logged after this checkpoint go (during a warm start: round 0's too)
+    run.tracker.truncate_after(run.round - 1 if run.in_warm_start else run.round)
+    log.info("resumed from %s (round %d%s, %d reward queries)", path, run.round,
+             ", warm start" if run.in_warm_start else "", run.reward_queries)

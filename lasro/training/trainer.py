@@ -26,6 +26,7 @@ from lasro.prompts import resolve_prompts
 from lasro.rewards import build_judges, build_reward
 from lasro.rollouts import Collector, SharedDraws, multi_process_cpu
 from lasro.training import checkpointing as ckpt
+from lasro.training.preemption import Preempted, StopRequests
 from lasro.training.tracking import RunTracker
 
 log = logging.getLogger("lasro")
@@ -79,6 +80,8 @@ class Trainer:
         self.method.setup()
 
         self._nonfinite = {"generator": 0, "surrogate": 0}
+        self.in_warm_start = False  # resumed from a checkpoint taken during round 0's warm start
+        self.stop = StopRequests()  # listens for SIGTERM / Ctrl-C while train() runs
         self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
         self.t_start = time.time()
         self.out = cfg.logging.output_dir
@@ -205,11 +208,21 @@ class Trainer:
         return result
 
     # ----------------------------------------------------------- checkpoints
-    def save_checkpoint(self) -> str | None:
-        return ckpt.save_checkpoint(self)
+    def save_checkpoint(self, pre: int | None = None) -> str | None:
+        return ckpt.save_checkpoint(self, pre)
 
-    def load_checkpoint(self, resume: str) -> None:
-        ckpt.load_checkpoint(self, resume)
+    def load_checkpoint(self, resume: str) -> bool:
+        """Restore ``resume`` (``latest`` or a folder); False when ``latest`` found none (a fresh start)."""
+        return ckpt.load_checkpoint(self, resume)
+
+    def warm_start_point(self, progress: int, due: bool) -> None:
+        """A safe point inside a method's warm start, ``progress`` units of work in (increasing): write a
+        checkpoint if ``due``, and stop here (after writing one) when a stop was requested."""
+        signum = self.stop.agreed(self.acc)
+        if due or signum:
+            path = self.save_checkpoint(pre=progress)
+            if signum:
+                raise Preempted(signum, path)
 
     # ------------------------------------------------------------------ loop
     def wall_seconds(self) -> float:
@@ -236,16 +249,23 @@ class Trainer:
         return round_index % self.cfg.logging.eval_every == 0
 
     def train(self, resume: str | None = None) -> list[dict]:
-        """Run the schedule (from ``resume``: ``latest`` or a checkpoint folder); the logged rows."""
+        """Run the schedule (from ``resume``: ``latest`` or a checkpoint folder); the logged rows. SIGTERM or
+        Ctrl-C during it: a checkpoint at the next safe point, then ``Preempted``."""
+        with self.stop:
+            return self._train(resume)
+
+    def _train(self, resume: str | None) -> list[dict]:
         from tqdm.auto import tqdm
 
         cfg, a = self.cfg, self.cfg.algorithm
         rows: list[dict] = []
         self.t_start = time.time()
-        if resume:
-            self.load_checkpoint(resume)
-        else:
+        resumed = bool(resume) and self.load_checkpoint(resume)
+        if not resumed:
+            ckpt.check_disk(self)
+        if not resumed or self.in_warm_start:
             stats = self.method.warm_start()
+            self.in_warm_start = False
             stats.update(self.evaluate(0))
             rows.append(self._log(stats))
             self.save_checkpoint()
@@ -263,8 +283,11 @@ class Trainer:
                 stats.update(self.evaluate(r))
             rows.append(self._log(stats))
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k in shown})
-            if r % cfg.logging.checkpoint_every == 0 or last:
-                self.save_checkpoint()
+            saved = self.save_checkpoint() if r % cfg.logging.checkpoint_every == 0 or last else None
+            signum = None if last else self.stop.agreed(self.acc)  # a stop asked for during the round
+            if signum:
+                bar.close()
+                raise Preempted(signum, saved or self.save_checkpoint())
         bar.close()
         if self.is_main:
             self.gen.save_lora(os.path.join(self.out, "lora"))
