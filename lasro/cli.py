@@ -33,7 +33,9 @@ examples:
   lasro bench overlap                                 # reward scoring inline vs overlapped with sampling
   lasro bench reward-load --clients 8                 # a reward server under concurrent clients
   lasro bench kill-resume configs/tiny-jpeg.yaml --kills 10   # SIGKILL anywhere, resume, compare weights
+  lasro bench learnability --queries 1024             # can every method raise an easy reward?
   lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
+  lasro report runs/demo                              # self-contained report.html of a run or compare folder
 
 Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
 reward_curve.png, final_eval.json, checkpoints/round-N/, lora/pytorch_lora_weights.safetensors
@@ -223,6 +225,22 @@ def cmd_bench_kill_resume(args) -> int:
     return 0 if result["all_equal"] else 1
 
 
+def cmd_bench_learnability(args) -> int:
+    from lasro.bench.learnability import learnability, markdown
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    rows = learnability(args.config, [r.strip() for r in args.rewards.split(",")], methods, args.queries,
+                        [int(x) for x in args.seeds.split(",")], args.out, args.set)
+    table = markdown(rows)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "learnability.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.out, "learnability.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print(table)
+    return 0 if all(r.get("learns", True) for r in rows) else 1
+
+
 def cmd_bench_compare(args) -> int:
     from lasro.bench.compare import compare, markdown
 
@@ -233,6 +251,13 @@ def cmd_bench_compare(args) -> int:
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "results.md"),
                       "curves": [os.path.join(args.out, n) for n in ("curves_queries.png", "curves_wall.png")]}))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lasro.report import write_report
+
+    print(write_report(args.run_dir, out=args.out, config_path=args.config))
     return 0
 
 
@@ -324,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, compare").add_subparsers(
-        dest="bench", metavar="BENCH")
+    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, compare")
+    b = b.add_subparsers(dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
     with_timing(bs)
@@ -355,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     bk.add_argument("--out", default="runs/kill-resume")
     bk.set_defaults(fn=cmd_bench_kill_resume)
+    bl = b.add_parser("learnability", help="does each method raise an easy reward (saturation, JPEG size) "
+                                           "beyond its 95%% interval at a small query budget?")
+    with_config(bl)
+    bl.add_argument("--rewards", default="saturation,jpeg_compressibility")
+    bl.add_argument("--methods", help="comma-separated (default: every registered method)")
+    bl.add_argument("--queries", type=int, default=1024)
+    bl.add_argument("--seeds", default="0")
+    bl.add_argument("--out", default="runs/learnability")
+    bl.set_defaults(fn=cmd_bench_learnability)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
                       description="Train each method (or variant) with each seed from the same CONFIG until it "
                                   "reaches the query budget; write results.json, results.md (mean ± std over seeds) "
@@ -377,6 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "ablations_config: the same switches on CONFIG as it stands (bench_ablations_config.yaml)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
+
+    rp = sub.add_parser("report", help="write a self-contained report.html of a run (or a bench compare folder)",
+                        description="Render RUN_DIR's config, environment, final paired evaluation, curves, "
+                                    "reward-hacking monitor and sample pictures (a bench compare folder: its table "
+                                    "and curves) into one HTML file with everything embedded; print its path. "
+                                    "lasro train writes it at the end of every run.")
+    rp.add_argument("run_dir", metavar="RUN_DIR", help="a run's logging.output_dir, or a bench compare --out folder")
+    rp.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html)")
+    rp.add_argument("--config", metavar="YAML", help="show this config instead of the newest checkpoint's")
+    rp.set_defaults(fn=cmd_report)
     return p
 
 

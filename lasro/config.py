@@ -101,6 +101,9 @@ class SurrogateConfig(Section):
     # VAE-decoded images (the decode stays in the generator's gradient path)
     space: Literal["latent", "pixel"] = "latent"
     pixel_channels: int = Field(32, ge=1)  # pixel surrogate: width of its conv layers
+    # ours: two coordinate channels into the head (latent) or the input (pixel), so that a score can depend
+    # on where things are; both heads end in a global average pool, which otherwise forgets position
+    coordinates: bool = False
     pixel_layers: int = Field(3, ge=1)  # pixel surrogate: stride-2 conv blocks
     # ours: K independently initialised surrogates, each trained with its own Bradley-Terry loss on the
     # same pairs (pixel members share one decode); pair accuracy reads their mean score

@@ -26,9 +26,9 @@ def _anchor_term(trainer, anchor: str) -> float:
     return trainer.method.generator_loss(["a red circle", "a blue square"])[1]["generator/anchor"]
 
 
-def test_round_anchor_holds_outputs_to_the_rounds_start_not_to_the_initial_model(moved_trainer):
+def test_round_start_holds_outputs_to_the_rounds_start_not_to_the_initial_model(moved_trainer):
     t = moved_trainer
-    t.method._round_anchor = [p.detach().clone() for p in t.lora_params]
+    t.method._round_start = [p.detach().clone() for p in t.lora_params]
     before = [p.detach().clone() for p in t.lora_params]
     assert _anchor_term(t, "round") == 0.0  # the reference pass ran the current weights
     assert _anchor_term(t, "initial") > 1e-6  # the LoRA moved the outputs away from the initial model
@@ -36,15 +36,15 @@ def test_round_anchor_holds_outputs_to_the_rounds_start_not_to_the_initial_model
     assert all(torch.equal(p, b) for p, b in zip(t.lora_params, before))
 
 
-def test_round_anchor_snapshots_the_weights_each_round_starts_from(moved_trainer):
+def test_round_start_snapshots_the_weights_each_round_starts_from(moved_trainer):
     t = moved_trainer
     t.cfg.lasro.anchor = "round"
     start = [p.detach().clone() for p in t.lora_params]
     stats = t.method.train_round(1)
-    assert all(torch.equal(a, s) for a, s in zip(t.method._round_anchor, start))
+    assert all(torch.equal(a, s) for a, s in zip(t.method._round_start, start))
     assert any(not torch.equal(p, s) for p, s in zip(t.lora_params, start))  # the steps moved the LoRA
     assert stats["generator/anchor"] > 0  # the second step is held to the first's start
     # the next round anchors where this one ended
     end = [p.detach().clone() for p in t.lora_params]
     t.method.train_round(2)
-    assert all(torch.equal(a, e) for a, e in zip(t.method._round_anchor, end))
+    assert all(torch.equal(a, e) for a, e in zip(t.method._round_start, end))

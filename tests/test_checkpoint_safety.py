@@ -77,10 +77,12 @@ def test_disk_preflight_warns_or_stops_when_the_checkpoints_would_not_fit(tmp_pa
     trainer = Trainer(cfg)
     one = ckpt.checkpoint_bytes(trainer)
     assert one > sum(p.numel() * 4 for p in trainer.lora_params)  # the LoRA is only part of it
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 3 * one, 3 * one))
+    almost_full = shutil._ntuple_diskusage(10**12, 10**12 - 3 * one, 3 * one)  # room for 3 of the 4 needed
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: almost_full)
     with caplog.at_level("WARNING", logger="lasro"):
         if mode == "stop":
-            with pytest.raises(ckpt.CheckpointError, match=r"has [0-9.]+ [KMG]iB free, but 3 checkpoints of about .* need .*checkpoints_total_limit"):
+            full = r"has [0-9.]+ [KMG]iB free, but 3 checkpoints of about .* need .*checkpoints_total_limit"
+            with pytest.raises(ckpt.CheckpointError, match=full):
                 ckpt.check_disk(trainer)
         else:
             ckpt.check_disk(trainer)

@@ -23,7 +23,7 @@ def test_defaults_round_trip_through_a_plain_dict():
     cfg = config_from_dict({}, METHODS)
     data = config_to_dict(cfg)
     assert json.loads(json.dumps(data)) == data  # JSON-able: written into state.json
-    assert data["lasro"]["reg_weight"] == 1.0 and data["ppo"]["clip_range"] == 0.2
+    assert data["lasro"]["reg_weight"] == 1.0 and data["ppo"]["clip_range"] == 1e-4
     again = config_from_dict(data, METHODS)
     assert again == cfg and config_to_dict(again) == data
 

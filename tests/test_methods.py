@@ -74,10 +74,10 @@ def test_ppo_log_prob_is_the_gaussian_density():
     g = torch.Generator().manual_seed(0)
     x, mean = torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)
     std = torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1, 1)
-    hand = (-0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
-    torch.testing.assert_close(gaussian_log_prob(x, mean, std), hand)
+    hand = (-0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).mean(1)
+    torch.testing.assert_close(gaussian_log_prob(x, mean, std), hand)  # DDPO's per-dimension mean
     normal = torch.distributions.Normal(mean, 0.1)
-    torch.testing.assert_close(gaussian_log_prob(x, mean, 0.1), normal.log_prob(x).flatten(1).sum(1))
+    torch.testing.assert_close(gaussian_log_prob(x, mean, 0.1), normal.log_prob(x).flatten(1).mean(1))
 
 
 def test_ppo_ratio_is_one_and_clipping_is_inactive_at_the_first_inner_step(tiny_dirs, tmp_path):
@@ -85,12 +85,27 @@ def test_ppo_ratio_is_one_and_clipping_is_inactive_at_the_first_inner_step(tiny_
     trainer = Trainer(cfg)
     trainer.method.collect_rollouts()
     idx = np.arange(len(trainer.method.rollout["prompts"]))
-    for k, ratio in enumerate(trainer.method.ratios(idx)):
-        torch.testing.assert_close(ratio.detach(), torch.ones_like(ratio), rtol=0, atol=1e-4)
-        adv = trainer.method.rollout["adv"][k]
-        clipped = ppo_clipped_loss(ratio, adv, cfg.ppo.clip_range)
-        assert torch.equal(clipped, -(ratio * adv).mean())
-        assert clipped.requires_grad  # the first step still has a gradient
+    trajectories = trainer.method.ratios(idx)
+    assert [len(t) for t in trajectories] == [1, 2]  # 1-step: the output; 2-step: z_t1 and the output
+    for k, ratios in enumerate(trajectories):
+        for ratio in ratios:
+            torch.testing.assert_close(ratio.detach(), torch.ones_like(ratio), rtol=0, atol=1e-6)
+            adv = trainer.method.rollout["adv"][k]
+            clipped = ppo_clipped_loss(ratio, adv, cfg.ppo.clip_range)
+            assert torch.equal(clipped, -(ratio * adv).mean())
+            assert clipped.requires_grad  # the first step still has a gradient
+
+
+def test_ppo_ratios_stay_near_one_over_a_rounds_minibatch_steps(tiny_dirs, tmp_path):
+    """Summed log-probabilities put every ratio at 0 or ~1e4 after one step; per-dimension means keep PPO a
+    trust region: small log-ratios and a clip fraction below 1 through the round's epochs."""
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "ppo"},
+                            ppo={"epochs": 3}, optim={"batch_size": 1, "lr": 1e-4})
+    stats = Trainer(cfg).method.train_round(1)
+    for k in (1, 2):
+        assert stats[f"ppo/abs_log_ratio_max_{k}step"] < 0.1  # summed over dimensions: 9-22
+        assert 0.0 <= stats[f"ppo/clip_fraction_{k}step"] < 1.0
+        assert abs(stats[f"ppo/ratio_{k}step"] - 1) < 0.05
 
 
 def test_ppo_advantages_are_normalised_per_prompt_and_step_count():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from lasro.rollouts import ReplayBuffer, ranked_pairs
@@ -167,3 +168,24 @@ def test_latent_ensemble_members_have_their_own_backbone_adapters():
     groups = surrogate_param_groups(cfg.surrogate, s)
     assert len(groups) == 2 and groups[1]["lr"] == cfg.surrogate.lr_backbone
     assert sum(p.numel() for p in groups[1]["params"]) == sum(p.numel() for n, p in s.named_parameters() if n in lora)
+
+
+@pytest.mark.parametrize("space", ["pixel", "latent"])
+def test_coordinate_channels_let_a_surrogate_tell_where_a_feature_is(space):
+    """surrogate.coordinates builds either head with two coordinate channels (its pooled features then carry
+    position); scores keep their shape and the gradient still reaches the latents."""
+    from lasro.generators import FewStepGenerator
+    from lasro.methods import load_config
+    from lasro.surrogates import build_surrogate
+
+    cfg = load_config(None, ["model.pretrained=tiny:sdxl", f"surrogate.space={space}", "surrogate.coordinates=true"])
+    gen = FewStepGenerator.from_config(cfg.model)
+    sur = build_surrogate(cfg.surrogate, gen)
+    head = sur.head if space == "latent" else sur
+    assert head.coordinates
+    lat = torch.randn(gen.latent_shape(2))
+    emb = gen.encode_prompts(["a red circle", "a red circle"])
+    lat.requires_grad_(True)
+    score = sur(lat, emb, torch.tensor([1, 1]))
+    score.sum().backward()
+    assert score.shape == (2,) and lat.grad is not None and lat.grad.abs().sum() > 0

@@ -216,8 +216,10 @@ def test_gate_uses_the_mean_of_the_last_window_of_pair_accuracies(tiny_dirs, tmp
     for _ in range(4):
         tr.collect(0)
     assert len(tr.pair_accuracy_history) == 3  # bounded to the window
-    tr.last_pair_accuracy, tr.pair_accuracy_history = 0.9, [0.9]
-    assert not tr.surrogate_trusted()  # one lucky round is not enough
+    tr.pair_accuracy_history = [0.5]
+    assert not tr.surrogate_trusted()
+    tr.pair_accuracy_history = [0.9]  # before the window fills (the first rounds): the mean of what there is
+    assert tr.surrogate_trusted()
     tr.pair_accuracy_history = [0.4, 0.45, 0.9]
     assert tr.gate_accuracy() == pytest.approx(0.5833, abs=1e-3) and not tr.surrogate_trusted()
     tr.pair_accuracy_history = [0.5, 0.5, 0.9]

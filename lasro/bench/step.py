@@ -14,7 +14,8 @@ from lasro.training import Trainer
 
 def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(quiet(cfg, tmp).model_copy(update={"algorithm": cfg.algorithm.model_copy(update={"method": "lasro"})}))
+        lasro_cfg = cfg.model_copy(update={"algorithm": cfg.algorithm.model_copy(update={"method": "lasro"})})
+        tr = Trainer(quiet(lasro_cfg, tmp))
         dev = tr.acc.device
         prompts = tr.train_prompts[: cfg.optim.batch_size]
         prompts = (prompts * cfg.optim.batch_size)[: cfg.optim.batch_size]

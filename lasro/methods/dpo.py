@@ -5,8 +5,10 @@ Each round: sample on-policy, score with the true reward, form every same-prompt
   -log sigmoid(-beta/2 [(e_w - e_l) - (e_w_ref - e_l_ref)])
 where e is the per-sample denoising error of the clean-latent prediction (our few-step models predict x0;
 Diffusion-DPO uses the epsilon error), winner and loser share t and noise, and the reference is the frozen
-initial model (the LoRA switched off). ``dpo.timesteps: sampler`` noises a k-step output to the timestep
-that produced it, in the spirit of PSO's few-step pairs; ``uniform`` draws t as Diffusion-DPO does.
+initial model (the LoRA switched off). ``dpo.timesteps``: ``last`` (ours, the default) noises every output
+to the sampler's last timestep, where the images still show through; ``sampler`` noises a k-step output to
+the timestep that produced it (t=999 for 1-step outputs: signal coefficient 0.07, so their pairs differ by
+noise and, at beta 500, carried about half the gradient); ``uniform`` draws t as Diffusion-DPO does.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ class DPOConfig(Section):
     """Online Diffusion-DPO / PSO-style preference loss (lasro/methods/dpo.py)."""
 
     beta: float = Field(500.0, gt=0)
-    timesteps: Literal["sampler", "uniform"] = "sampler"  # sampler: a k-step output is noised to t_(k-1)
+    # where pairs are noised (lasro/methods/common.py): last (ours), sampler (t_(k-1): 1-step pairs at t=999,
+    # pure noise to the loss), uniform (Diffusion-DPO's)
+    timesteps: Literal["last", "sampler", "uniform"] = "last"
 
 
 def diffusion_dpo_loss(err_w: torch.Tensor, err_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,

@@ -4,8 +4,10 @@ paper's "fine-tune on own high-reward samples" baseline).
 Each round: sample on-policy, score with the true reward, keep the top ``gors.top_fraction`` of each step
 count's samples, weight them by a softmax of their normalised reward, and regress the generator onto them
 with the few-step denoising loss (noise the sample to a timestep, predict the clean latent, weighted MSE).
-``gors.step_counts`` limits which samplers' outputs are kept. Nothing holds the model near its start: on
-the distilled demo model the loop of sampling and regressing diverges (docs/results/demo-compare/).
+``gors.step_counts`` limits which samplers' outputs are kept. Ours: an anchor, ``gors.anchor_weight`` times
+the squared distance of the predictions from the initial model's on the same noised inputs (one no-grad
+UNet call); without it the loop of sampling and regressing diverged on the distilled demo model at every
+setting tried (docs/results/demo-compare/).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from pydantic import Field
 
 from lasro.config import ConfigError, Section, must
 from lasro.methods.base import Method
-from lasro.methods.common import denoising_timesteps, x0_errors
+from lasro.generators import adapters_off
+from lasro.methods.common import denoising_timesteps, per_sample_mse, x0_predictions
 from lasro.methods.registry import register_method
 
 
@@ -28,7 +31,10 @@ class GORSConfig(Section):
     # share of each round's samples (per step count) kept
     top_fraction: Annotated[float, must(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")] = 0.25
     temperature: float = Field(1.0, gt=0)  # weights: softmax(normalised reward / temperature) over the kept samples
-    timesteps: Literal["sampler", "uniform"] = "sampler"
+    timesteps: Literal["last", "sampler", "uniform"] = "last"  # as dpo.timesteps
+    # ours: pull the predictions toward the initial model's on the same noised inputs (the anchor the other
+    # methods have); without it the sample-and-regress loop diverges on a distilled model
+    anchor_weight: float = Field(1.0, ge=0)
     # which samplers' outputs it regresses on ([2]: skip 1-step outputs, whose loss sits at t=999); on the
     # demo both choices collapse (docs/results/demo-compare/, "GORS")
     step_counts: Annotated[list[int], must(lambda s: bool(s) and set(s) <= {1, 2},
@@ -87,9 +93,20 @@ class GORS(Method):
         idx, weights = batch
         run = self.run
         x0, prompts, steps = self.samples.gather(idx)
-        t = denoising_timesteps(run, steps, self.cfg.gors.timesteps)
+        g = self.cfg.gors
+        t = denoising_timesteps(run, steps, g.timesteps)
         eps = run.draws.randn(run.gen.latent_shape(len(idx)))
+        emb = run.embeds(list(prompts))
         with run.acc.autocast():
-            err = x0_errors(run.gen, run.unet, x0, t, eps, run.embeds(list(prompts)))
+            pred = x0_predictions(run.gen, run.unet, x0, t, eps, emb)
+            if g.anchor_weight > 0:
+                with torch.no_grad(), adapters_off(run.base_unet) as ref_unet:
+                    ref = x0_predictions(run.gen, ref_unet, x0, t, eps, emb)
+        err = per_sample_mse(pred, x0.to(pred.device))
         loss = (torch.as_tensor(weights, dtype=torch.float32, device=err.device) * err).mean()
-        return loss, {"gors/mse": float(err.detach().mean())}
+        stats = {"gors/mse": float(err.detach().mean())}
+        if g.anchor_weight > 0:
+            anchor = per_sample_mse(pred, ref).mean()
+            loss = loss + g.anchor_weight * anchor
+            stats["gors/anchor"] = float(anchor.detach())
+        return loss, stats

@@ -21,7 +21,7 @@ from lasro.generators import PromptEmbeds, adapters_off, weights_swapped
 from lasro.methods.base import Method, MethodState
 from lasro.methods.common import generator_inputs, sample_with_grad, step_weights
 from lasro.methods.registry import register_method
-from lasro.rollouts import Collection, ReplayBuffer, ranked_pairs
+from lasro.rollouts import Collection, ReplayBuffer, ranked_pairs, same_prompt_groups
 from lasro.surrogates import (
     bradley_terry_loss,
     build_surrogate,
@@ -53,15 +53,32 @@ class LaSROConfig(Section):
     # with the surrogate's freshest data and leaves the total move to the rounds. On the demo, round drifted
     # with the surrogate's errors: 2-step -0.036 against +0.017 (docs/results/demo-surrogate/)
     anchor: Literal["initial", "round"] = "initial"
-    ema_decay: Annotated[float, must(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")] = 0.99
+    # how the surrogate's score becomes the generator's objective S[.]. relative (ours): each output's score
+    # minus that of the output the round's starting weights give on the same prompt and noises, in units of
+    # the within-prompt spread of the surrogate's scores on the latest collection, clipped at
+    # trust_region_clip: no sample is pushed further than that past the surrogate's data in one round.
+    # pooled (the paper's, literally): (score - EMA batch mean) / (EMA batch max - mean), clipped at 1; its
+    # statistics mix prompts, whose scores Bradley-Terry fixes only up to a per-prompt offset.
+    trust_region: Literal["relative", "pooled"] = "relative"
+    trust_region_clip: float = Field(1.0, gt=0)  # relative: within-prompt stds of surrogate gain per round
+    ema_decay: Annotated[float, must(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")] = 0.99  # pooled only
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
     # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
     min_pair_accuracy: float = 0.0
     # ...averaged over this many latest collections: one round's estimate (a few hundred pairs) is noisy
     pair_accuracy_window: int = Field(1, ge=1)
+    # ours: which fresh pairs the gate reads: on_policy (samples as the generator makes them: no random t1,
+    # no perturbation; with exploration.t1_range that is the 1-step outputs) or all (exploration included)
+    gate_pairs: Literal["on_policy", "all"] = "on_policy"
     # ours: rescale each output's surrogate gradient to the batch's mean size, so that every sample pulls
     # the LoRA equally hard (lasro/surrogates/sample_gradients.py)
     equalize_sample_gradients: bool = False
+
+
+def _plain(c: Collection) -> dict:
+    """A collection as tensors and plain data (its pixels are decoded again on resume)."""
+    return {"latents": c.latents, "prompts": list(c.prompts), "rewards": torch.from_numpy(c.rewards),
+            "steps": torch.from_numpy(c.steps), "on_policy": torch.from_numpy(c.on_policy)}
 
 
 def draw_train_prompts(run, size: int) -> list[str]:
@@ -81,9 +98,11 @@ class LaSRO(Method):
         self.norms = {k: EMAScoreNormalizer(self.cfg.lasro.ema_decay) for k in (1, 2)}
         self.last_pair_accuracy = float("nan")
         self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
-        self._round_anchor: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
+        self._round_start: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
+        self.scale = {1: 1.0, 2: 1.0}  # within-prompt spread of surrogate scores on the latest collection
         # how far pre-training got (checkpointed, so a resumed warm start continues where it stopped)
         self.pretrain = {"collections": 0, "surrogate_steps": 0, "losses": [], "stats": {}}
+        self.held_out: Collection | None = None  # pre-training's last collection, measured once the surrogate trained
         self.reads_pixels = getattr(self.surrogate, "reads_pixels", False)
         run.collector.keep_pixels = self.reads_pixels
 
@@ -102,12 +121,18 @@ class LaSRO(Method):
 
     # ------------------------------------------------------------ schedule
     def warm_start(self) -> dict:
-        """Pre-train the surrogate on the initial generator's samples: ``pretrain_collect_rounds`` + 1
-        collections (the last one's pair accuracy is held out), then ``pretrain_surrogate_steps`` steps.
-        Resumable: each collection and every ``pretrain_checkpoint_every`` steps is a checkpoint point."""
+        """Pre-train the surrogate on the initial generator's samples: ``pretrain_collect_rounds``
+        collections to train on and one more held out, ``pretrain_surrogate_steps`` steps, then the held-out
+        collection's pair accuracy (the trained surrogate's, on pairs it never saw: the gate's first reading)
+        and it joins the buffer. Resumable: each collection and every ``pretrain_checkpoint_every`` steps is
+        a checkpoint point."""
         a, p, run = self.cfg.lasro, self.pretrain, self.run
         while p["collections"] < a.pretrain_collect_rounds + 1:
-            p["stats"] = self.collect(0)
+            c = run.collector.collect(explore=True)
+            if p["collections"] < a.pretrain_collect_rounds:
+                self.buffer.add(c.latents.to(run.gen.dtype), c.prompts, c.rewards, c.steps, 0, pixels=c.pixels)
+            else:
+                self.held_out = c
             p["collections"] += 1
             run.warm_start_point(p["collections"] + p["surrogate_steps"], due=True)
         every = a.pretrain_checkpoint_every
@@ -118,14 +143,17 @@ class LaSRO(Method):
             p["surrogate_steps"] += 1
             due = every > 0 and p["surrogate_steps"] % every == 0 and p["surrogate_steps"] < a.pretrain_surrogate_steps
             run.warm_start_point(p["collections"] + p["surrogate_steps"], due=due)
-        return {**p["stats"], "surrogate/loss": self._mean_loss(p["losses"], a.pretrain_surrogate_steps)}
+        stats = self.observe(self.held_out, 0)
+        self.held_out = None
+        return {**stats, "surrogate/loss": self._mean_loss(p["losses"], a.pretrain_surrogate_steps),
+                **self.update_scale()}
 
     def train_round(self, round_index: int) -> dict:
         """Generator steps against the frozen surrogate (unless gated), fresh collection, surrogate adaptation."""
         a = self.cfg.lasro
         if self.surrogate_trusted():
-            if a.anchor == "round":
-                self._round_anchor = [p.detach().clone() for p in self.run.lora_params]
+            if a.anchor == "round" or a.trust_region == "relative":
+                self._round_start = [p.detach().clone() for p in self.run.lora_params]
             gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss,
                                                  draw=lambda size: draw_train_prompts(self.run, size))
         else:
@@ -135,26 +163,58 @@ class LaSRO(Method):
                      round_index, self.gate_accuracy(), a.pair_accuracy_window, a.min_pair_accuracy)
         stats = {**gen_stats, **self.collect(round_index)}
         stats["surrogate/loss"] = self.train_surrogate(a.surrogate_steps)
+        stats.update(self.update_scale())
         return stats
+
+    @torch.no_grad()
+    def update_scale(self) -> dict:
+        """The relative trust region's unit: per step count, the mean within-prompt std of the (just
+        re-trained) surrogate's scores on the latest collection, so the unit follows the surrogate."""
+        buf, run = self.buffer, self.run
+        latest = np.flatnonzero(buf.rounds == buf.rounds.max()) if len(buf) else np.zeros(0, int)
+        if len(latest) == 0:
+            return {}
+        lat, prompts, steps = buf.gather(latest)
+        pix = buf.gather_pixels(latest)
+        scores = []
+        for i in range(0, len(latest), run.chunk):
+            extra = {} if pix is None else {"pixels": pix[i:i + run.chunk]}
+            with run.acc.autocast():
+                scores.append(mean_score(self.base_surrogate(lat[i:i + run.chunk].to(run.acc.device), run.embeds(
+                    prompts[i:i + run.chunk]), steps[i:i + run.chunk], **extra)).float().cpu())
+        s, steps = torch.cat(scores).numpy(), steps.numpy()
+        for k in run.steps_1_2:
+            groups = [g for g in same_prompt_groups([prompts[i] for i in np.flatnonzero(steps == k)],
+                                                    np.full(int((steps == k).sum()), k)) if len(g) > 1]
+            sk = s[steps == k]
+            if groups:
+                self.scale[k] = max(float(np.mean([sk[g].std() for g in groups])), 1e-6)
+        return {f"surrogate/within_prompt_std_{k}step": self.scale[k] for k in run.steps_1_2}
 
     # ---------------------------------------------------------- collection
     def collect(self, round_index: int) -> dict:
         """Collect off-policy samples, measure the surrogate on them (before it trains on them), buffer them."""
-        c = self.run.collector.collect(explore=True)
-        self.last_pair_accuracy = self.pair_accuracy(c)
-        stats = {"surrogate/pair_accuracy": self.last_pair_accuracy}
-        if np.isfinite(self.last_pair_accuracy):
+        return self.observe(self.run.collector.collect(explore=True), round_index)
+
+    def observe(self, c: Collection, round_index: int) -> dict:
+        """Measure the surrogate on fresh samples ``c`` (all pairs, logged; the gate's pairs, remembered),
+        then buffer them."""
+        self.last_pair_accuracy, gate = self.pair_accuracy(c, ("all", self.cfg.lasro.gate_pairs))
+        stats = {"surrogate/pair_accuracy": self.last_pair_accuracy, "surrogate/pair_accuracy_gate": gate}
+        if np.isfinite(gate):
             keep = self.cfg.lasro.pair_accuracy_window
-            self.pair_accuracy_history = (self.pair_accuracy_history + [self.last_pair_accuracy])[-keep:]
+            self.pair_accuracy_history = (self.pair_accuracy_history + [gate])[-keep:]
         self.buffer.add(c.latents.to(self.run.gen.dtype), c.prompts, c.rewards, c.steps, round_index, pixels=c.pixels)
         return {**stats, **c.reward_stats()}
 
     @torch.no_grad()
-    def pair_accuracy(self, c: Collection) -> float:
-        """Share of fresh (never trained on) same-prompt pairs the surrogate orders like the true reward."""
+    def pair_accuracy(self, c: Collection, kinds=("all",)) -> list[float]:
+        """Per kind of pairs, the share of fresh (never trained on) same-prompt pairs the surrogate orders like
+        the true reward (NaN: no pair): ``all``, or ``on_policy``, pairs of samples the generator itself
+        would produce."""
         win, lose = ranked_pairs(c.prompts, c.steps, c.rewards, self.cfg.surrogate.margin)
         if len(win) == 0:
-            return float("nan")
+            return [float("nan")] * len(kinds)
         run, scores, chunk = self.run, [], self.run.chunk
         for i in range(0, len(c.prompts), chunk):
             extra = {} if c.pixels is None else {"pixels": c.pixels[i:i + chunk]}
@@ -162,16 +222,16 @@ class LaSRO(Method):
                 scores.append(mean_score(self.base_surrogate(c.latents[i:i + chunk].to(run.acc.device), run.embeds(
                     c.prompts[i:i + chunk]), torch.as_tensor(c.steps[i:i + chunk]), **extra)).float().cpu())
         s = torch.cat(scores).numpy()
-        return float(np.mean(s[win] > s[lose]))
+        right = s[win] > s[lose]
+        on_policy = np.ones(len(win), bool) if c.on_policy is None else c.on_policy[win] & c.on_policy[lose]
+        return [float(np.mean(right[on_policy if kind == "on_policy" else slice(None)])) if
+                (kind == "all" or on_policy.any()) else float("nan") for kind in kinds]
 
     def gate_accuracy(self) -> float:
-        """Mean held-out pair accuracy of the last ``lasro.pair_accuracy_window`` collections (NaN until there
-        are that many, or when the latest had no pair)."""
-        w = self.cfg.lasro.pair_accuracy_window
-        recent = self.pair_accuracy_history[-w:]
-        if len(recent) < w or not np.isfinite(self.last_pair_accuracy):
-            return float("nan")
-        return float(np.mean(recent))
+        """Mean held-out pair accuracy (of ``lasro.gate_pairs``) over the last ``lasro.pair_accuracy_window``
+        collections that had such pairs (fewer at the start; NaN before the first)."""
+        recent = self.pair_accuracy_history[-self.cfg.lasro.pair_accuracy_window:]
+        return float(np.mean(recent)) if recent else float("nan")
 
     def surrogate_trusted(self) -> bool:
         """Whether the held-out pair accuracy (``gate_accuracy``) clears ``lasro.min_pair_accuracy``; the
@@ -216,12 +276,19 @@ class LaSRO(Method):
         run, a, s = self.run, self.cfg.lasro, self.cfg.surrogate
         n = len(prompts)
         emb, noise, eps = inputs = generator_inputs(run, prompts)
-        refs = None
+        refs = starts = None
         anchored = a.regularizer == "anchor" and a.reg_weight > 0
+        relative = a.trust_region == "relative"
+        # the reference passes run before the differentiable one: the round's weights are swapped in place
         if anchored or s.pessimism > 0:
-            # before the differentiable pass: the round anchor swaps the LoRA weights in place
             with torch.no_grad(), run.acc.autocast(), self.anchor_model() as ref_unet:
                 refs = run.gen.sample(ref_unet, noise, emb, renoise=eps)
+        if relative:
+            if a.anchor == "round" and refs is not None:
+                starts = refs
+            else:
+                with torch.no_grad(), run.acc.autocast(), self.round_start_model() as start_unet:
+                    starts = run.gen.sample(start_unet, noise, emb, renoise=eps)
         *_, outs = sample_with_grad(run, prompts, inputs)
         with run.acc.autocast():
             sur = self.base_surrogate
@@ -231,17 +298,29 @@ class LaSRO(Method):
                 if a.equalize_sample_gradients:
                     x = equalize_sample_gradients(x)
                 member_scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
-                ref_scores = None
-                if s.pessimism > 0:
-                    with torch.no_grad():
-                        ref_scores = sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float()
+                ref_scores = start_scores = None
+                with torch.no_grad():
+                    if relative:
+                        start_scores = sur(torch.cat(starts), PromptEmbeds.cat([emb] * len(starts)), steps).float()
+                    if s.pessimism > 0:
+                        ref_scores = (start_scores if starts is refs else
+                                      sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float())
         scores = pessimistic(member_scores, s.pessimism, ref_scores)
         stats, loss = {}, torch.zeros((), device=noise.device)
         for k, coef in step_weights(run):
             sk = scores[(k - 1) * n:k * n]
-            # Gathered statistics keep the normaliser identical on every process.
-            self.norms[k].update(run.acc.gather(sk.detach()))
-            loss = loss - coef * self.norms[k](sk, update=False).mean()
+            if relative:
+                # the gain over the round's start on the same prompt and noises, in within-prompt stds
+                gain = (sk - mean_score(start_scores[(k - 1) * n:k * n])) / self.scale[k]
+                loss = loss - coef * gain.clamp(max=a.trust_region_clip).mean()
+                move = (outs[k - 1].detach().float() - starts[k - 1].float()).square().flatten(1).mean(1).sqrt()
+                stats[f"generator/clipped_share_{k}step"] = float((gain.detach() >= a.trust_region_clip).float().mean())
+                stats[f"generator/surrogate_gain_std_{k}step"] = float(gain.detach().mean())
+                stats[f"generator/rms_latent_move_{k}step"] = float(move.mean())
+            else:
+                # Gathered statistics keep the normaliser identical on every process.
+                self.norms[k].update(run.acc.gather(sk.detach()))
+                loss = loss - coef * self.norms[k](sk, update=False).mean()
             stats[f"generator/surrogate_{k}step"] = float(sk.detach().mean())
             if member_scores.dim() == 2:  # how much the members disagree (on the move from the anchor's outputs)
                 ref = None if ref_scores is None else ref_scores[(k - 1) * n:k * n]
@@ -257,22 +336,34 @@ class LaSRO(Method):
     def anchor_model(self):
         """The anchor's reference UNet (``lasro.anchor``): the initial model (the LoRA off), or the LoRA
         weights the round's generator steps started from."""
-        if self.cfg.lasro.anchor == "round" and self._round_anchor is not None:
-            with weights_swapped(self.run.lora_params, self._round_anchor):
-                yield self.run.base_unet
+        if self.cfg.lasro.anchor == "round" and self._round_start is not None:
+            with self.round_start_model() as unet:
+                yield unet
         else:
             with adapters_off(self.run.base_unet) as base:
                 yield base
+
+    @contextlib.contextmanager
+    def round_start_model(self):
+        """The UNet with the LoRA weights this round's generator steps started from (the current ones if
+        no round has started)."""
+        if self._round_start is None:
+            yield self.run.base_unet
+            return
+        with weights_swapped(self.run.lora_params, self._round_start):
+            yield self.run.base_unet
 
     # --------------------------------------------------------- checkpoints
     def state(self) -> MethodState:
         sur = self.base_surrogate
         return MethodState(
             values={"last_pair_accuracy": self.last_pair_accuracy, "pair_accuracy_history": self.pair_accuracy_history,
-                    "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()}, "pretrain": self.pretrain},
+                    "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()}, "pretrain": self.pretrain,
+                    "scale": {str(k): v for k, v in self.scale.items()}},
             tensors={"surrogate": {n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters()
                                    if p.requires_grad}},
-            objects={"surrogate_optimizer": self.sur_opt.state_dict(), "buffer": self.buffer.state_dict()})
+            objects={"surrogate_optimizer": self.sur_opt.state_dict(), "buffer": self.buffer.state_dict(),
+                     **({} if self.held_out is None else {"held_out": _plain(self.held_out)})})
 
     def load_state(self, state: MethodState) -> None:
         sur = state.tensors["surrogate"]
@@ -293,6 +384,11 @@ class LaSRO(Method):
         self.last_pair_accuracy = float(v.get("last_pair_accuracy", float("nan")))
         self.pair_accuracy_history = [float(x) for x in v.get("pair_accuracy_history", [])]
         self.pretrain = v["pretrain"]
+        self.scale = {int(k): float(x) for k, x in v["scale"].items()}
+        held = state.objects.get("held_out")
+        self.held_out = None if held is None else Collection(
+            held["latents"], list(held["prompts"]), held["rewards"].numpy(), held["steps"].numpy(),
+            self.run.collector.decode_all(held["latents"]) if self.reads_pixels else None, held["on_policy"].numpy())
 
     def growth_bytes(self) -> int:
         """What the replay buffer's latents add to a checkpoint until it is full."""

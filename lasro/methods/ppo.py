@@ -7,10 +7,12 @@ every step Gaussian): given z_T, two actions
 The last step of a distilled sampler is deterministic and has no likelihood (docs/method.md); the
 Gaussian output policy is the usual way around it (DDPO's and RLCM's last step is Gaussian as well), and
 the scored images are these noisy outputs. The 1-step output is a one-action policy x ~ N(x1_theta, sigma_out^2).
-Log-probabilities are exact Gaussian log-densities summed over latent dimensions (DDPO averages them,
-which amounts to a temperature on the ratio). Samples are collected with the current policy, old
-log-probabilities stored, advantages normalised per prompt and step count within the round (DDPO tracks
-per-prompt statistics over a history), then ``ppo.epochs`` passes of the clipped ratio objective.
+As DDPO computes it, each action has its own ratio, from Gaussian log-densities averaged over the latent
+dimensions, clipped at DDPO's ``ppo.clip_range`` 1e-4, and the clipped objective is averaged over a
+trajectory's actions. (Summed over 1,024 dimensions, one minibatch step moved the ratios to 0 or 1e4.)
+Samples are collected with the current policy, old log-probabilities stored, advantages normalised per
+prompt and step count within the round (DDPO tracks per-prompt statistics over a history: ours is
+simpler), then ``ppo.epochs`` passes of the clipped ratio objective.
 """
 from __future__ import annotations
 
@@ -31,17 +33,18 @@ class PPOConfig(Section):
     """DDPO/RLCM-style PPO (lasro/methods/ppo.py)."""
 
     output_std: float = Field(0.1, gt=0)  # std of the Gaussian output policy x ~ N(x_theta, output_std^2), latent units
-    clip_range: float = Field(0.2, gt=0)
+    clip_range: float = Field(1e-4, gt=0)  # DDPO's: per-dimension mean log-probabilities move little per step
     adv_clip: float = 5.0  # advantages clipped to +-adv_clip after per-prompt normalisation
     epochs: int = Field(2, ge=1)  # passes over each round's samples, minibatches of optim.batch_size
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
-    """log N(x; mean, std^2 I) per sample, summed over all but the batch dimension."""
+    """log N(x; mean, std^2 I) per sample, averaged over all but the batch dimension (DDPO's per-dimension
+    mean: a sum over a latent's thousands of dimensions makes every ratio explode or vanish)."""
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
     z = (x.float() - mean.float()) / std
     lp = -0.5 * z.square() - torch.log(std) - 0.5 * math.log(2 * math.pi)
-    return lp.expand_as(z).flatten(1).sum(1)
+    return lp.expand_as(z).flatten(1).mean(1)
 
 
 def per_prompt_advantages(prompts: list[str], steps: np.ndarray, rewards: np.ndarray, clip: float) -> np.ndarray:
@@ -64,15 +67,16 @@ class PPO(Method):
     Config = PPOConfig
 
     def policy_log_probs(self, x1_mean: torch.Tensor, x2_mean: torch.Tensor | None, z_t1: torch.Tensor | None,
-                         outs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Log-probability of each k-step trajectory ([1-step, 2-step]) under the policy whose clean-latent
-        predictions are ``x1_mean`` (from z_T) and ``x2_mean`` (from the stored z_t1)."""
+                         outs: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Per k-step trajectory ([1-step, 2-step]), the log-probability of each of its actions under the
+        policy whose clean-latent predictions are ``x1_mean`` (from z_T) and ``x2_mean`` (from the stored z_t1):
+        [[output], [z_t1, output]]."""
         sigma, gen = self.cfg.ppo.output_std, self.run.gen
-        lps = [gaussian_log_prob(outs[0], x1_mean, sigma)]
+        lps = [[gaussian_log_prob(outs[0], x1_mean, sigma)]]
         if x2_mean is not None:
             t1 = torch.full((x1_mean.shape[0],), gen.timesteps[1], device=x1_mean.device)
             a, s = gen.alpha_sigma(t1, x1_mean.float())
-            lps.append(gaussian_log_prob(z_t1, a * x1_mean, s) + gaussian_log_prob(outs[1], x2_mean, sigma))
+            lps.append([gaussian_log_prob(z_t1, a * x1_mean, s), gaussian_log_prob(outs[1], x2_mean, sigma)])
         return lps
 
     def _means(self, unet, noise: torch.Tensor, z_t1: torch.Tensor | None, emb) -> tuple:
@@ -112,25 +116,28 @@ class PPO(Method):
                         "old_log_probs": self.policy_log_probs(x1_mean, x2_mean, z_t1, outs)}
         return c.reward_stats()
 
-    def ratios(self, idx: np.ndarray) -> list[torch.Tensor]:
-        """pi_theta / pi_old of each k-step trajectory of the rollout samples ``idx`` (with gradient)."""
+    def ratios(self, idx: np.ndarray) -> list[list[torch.Tensor]]:
+        """pi_theta / pi_old of each action of each k-step trajectory of the rollout samples ``idx`` (with
+        gradient)."""
         run, d = self.run, self.rollout
         z_t1 = None if d["z_t1"] is None else d["z_t1"][idx]
         with run.acc.autocast():
             x1_mean, x2_mean = self._means(run.unet, d["noise"][idx], z_t1, run.embeds([d["prompts"][i] for i in idx]))
         new = self.policy_log_probs(x1_mean, x2_mean, z_t1, [o[idx] for o in d["outs"]])
-        return [torch.exp(lp - old[idx]) for lp, old in zip(new, d["old_log_probs"])]
+        return [[torch.exp(lp - old[idx]) for lp, old in zip(traj, old_traj)]
+                for traj, old_traj in zip(new, d["old_log_probs"])]
 
     def clipped_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, dict]:
         """PPO's clipped objective on the rollout samples ``idx``, summed over step counts with c1/c2."""
         clip = self.cfg.ppo.clip_range
         loss, stats = 0.0, {}
-        for (k, coef), ratio in zip(step_weights(self.run), self.ratios(idx)):
+        for (k, coef), ratios in zip(step_weights(self.run), self.ratios(idx)):
             adv = self.rollout["adv"][k - 1][idx]
-            loss = loss + coef * ppo_clipped_loss(ratio, adv, clip)
-            r = ratio.detach()
+            loss = loss + coef * sum(ppo_clipped_loss(r, adv, clip) for r in ratios) / len(ratios)
+            r = torch.stack([x.detach() for x in ratios])
             stats[f"ppo/ratio_{k}step"] = float(r.mean())
             stats[f"ppo/clip_fraction_{k}step"] = float(((r - 1).abs() > clip).float().mean())
+            stats[f"ppo/abs_log_ratio_max_{k}step"] = float(r.log().abs().max())
         return loss, stats
 
     def train_round(self, round_index: int) -> dict:

@@ -14,13 +14,15 @@ from lasro.rollouts.overlap import BackgroundScorer
 @dataclass
 class Collection:
     """Scored samples, gathered from every process, step-major (all 1-step outputs, then all 2-step).
-    ``pixels``: their uint8 decodes, kept only when the collector was asked to (a pixel surrogate)."""
+    ``pixels``: their uint8 decodes, kept only when the collector was asked to (a pixel surrogate);
+    ``on_policy``: which samples the generator itself would produce (no random t1, no perturbation)."""
 
     latents: torch.Tensor
     prompts: list[str]
     rewards: np.ndarray
     steps: np.ndarray
     pixels: torch.Tensor | None = None
+    on_policy: np.ndarray | None = None  # None: all of them
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         idx = np.asarray(idx, dtype=np.int64)
@@ -139,4 +141,9 @@ class Collector:
             mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             perturb = [ex.perturb_std * mask * self.draws.randn(noise.shape) for _ in self.steps_1_2]
         outs, local_rewards, local_pixels = self.sample_and_score(noise, prompts, eps, t1, perturb)
-        return self.score_and_gather(outs, prompts, global_prompts, local_rewards, local_pixels)
+        c = self.score_and_gather(outs, prompts, global_prompts, local_rewards, local_pixels)
+        total = len(global_prompts)
+        explored_1 = np.zeros(total, dtype=bool) if perturb is None else np.arange(total) % 2 == 1
+        explored_2 = explored_1 | (t1 is not None)
+        c.on_policy = ~np.concatenate([explored_1, explored_2][:len(self.steps_1_2)])
+        return c

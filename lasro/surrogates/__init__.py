@@ -35,9 +35,9 @@ def build_surrogate(s, gen) -> LatentSurrogate | PixelSurrogate | SurrogateEnsem
 def _build_one(s, gen) -> LatentSurrogate | PixelSurrogate:
     if s.space == "pixel":
         return PixelSurrogate(gen.decode_pixels, gen.unet.config.cross_attention_dim, channels=s.pixel_channels,
-                              layers=s.pixel_layers, step_embedding=s.step_embedding)
+                              layers=s.pixel_layers, step_embedding=s.step_embedding, coordinates=s.coordinates)
     model = LatentSurrogate(gen.unet, head_channels=s.head_channels or None, head_layers=s.head_layers,
-                            timestep=s.timestep, step_embedding=s.step_embedding)
+                            timestep=s.timestep, step_embedding=s.step_embedding, coordinates=s.coordinates)
     if s.backbone == "lora":
         model.add_backbone_lora(s.lora_rank, s.lora_alpha)
     elif s.backbone == "frozen":

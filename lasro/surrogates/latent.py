@@ -22,7 +22,7 @@ class LatentSurrogate(nn.Module):
     """Scores clean latents; differentiable in the latent, so the generator can ascend it."""
 
     def __init__(self, unet, head_channels: int | None = None, head_layers: int = 2, timestep: int = 0,
-                 step_embedding: bool = True):
+                 step_embedding: bool = True, coordinates: bool = False):
         super().__init__()
         cfg = unet.config
         if cfg.addition_embed_type not in (None, "text_time"):
@@ -44,7 +44,7 @@ class LatentSurrogate(nn.Module):
         if self.step_embedding is not None:
             nn.init.zeros_(self.step_embedding.weight)  # starts as the pretrained encoder exactly
         feat = cfg.block_out_channels[-1]
-        self.head = ScoreHead(feat, head_channels or min(feat, 256), head_layers)
+        self.head = ScoreHead(feat, head_channels or min(feat, 256), head_layers, coordinates=coordinates)
         self.register_buffer("timestep", torch.tensor(int(timestep)), persistent=False)
         # The copies keep the generator's frozen flags; the surrogate starts fully trainable and
         # `add_backbone_lora` or the `frozen` backbone option freeze what they should.

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lasro.generators.few_step import PromptEmbeds
-from lasro.surrogates.layers import groups
+from lasro.surrogates.layers import groups, with_coordinates
 
 
 class PixelSurrogate(nn.Module):
@@ -23,10 +23,11 @@ class PixelSurrogate(nn.Module):
     reads_pixels = True
 
     def __init__(self, decode_pixels, text_dim: int, channels: int = 32, layers: int = 3,
-                 step_embedding: bool = True):
+                 step_embedding: bool = True, coordinates: bool = False):
         super().__init__()
         self.decode_pixels = decode_pixels  # a callable, not a submodule: the VAE belongs to the generator
-        convs, c = [], 3
+        self.coordinates = coordinates
+        convs, c = [], 3 + (2 if coordinates else 0)
         for _ in range(layers):
             convs += [nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.GroupNorm(groups(channels), channels),
                       nn.SiLU()]
@@ -57,7 +58,8 @@ class PixelSurrogate(nn.Module):
 
     def score_rgb(self, rgb: torch.Tensor, embeds: PromptEmbeds, steps: torch.Tensor) -> torch.Tensor:
         """Scores of decoded images in [0, 1] (an ensemble decodes once and calls this per member)."""
-        h = self.convs(rgb * 2 - 1).mean(dim=(2, 3))
+        x = rgb * 2 - 1
+        h = self.convs(with_coordinates(x) if self.coordinates else x).mean(dim=(2, 3))
         film = self.text(embeds.hidden.float().mean(dim=1))
         if self.step_embedding is not None:
             film = film + self.step_embedding(steps.to(rgb.device).long())

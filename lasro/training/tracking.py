@@ -1,5 +1,5 @@
-"""Run outputs people look at: metrics.jsonl, TensorBoard scalars and images, sample grids,
-and a reward-curve PNG. Only the main process writes."""
+"""Run outputs people look at: metrics.jsonl, TensorBoard scalars and images, labelled sample grids and
+pictures, and a reward-curve PNG. Only the main process writes."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from lasro.images import image_grid
+from lasro.images import image_grid, labelled_grid
 
 
 class RunTracker:
@@ -60,37 +60,83 @@ class RunTracker:
             self.wandb.log(row, step=step)
         self.plot_reward_curve()
 
-    def log_grid(self, name: str, images: list[Image.Image], rows: int, round_index: int) -> str | None:
+    def log_grid(self, name: str, images: list[Image.Image], rows: int, round_index: int,
+                 row_labels: list[str] | None = None, captions: list[str] | None = None) -> str | None:
+        """``samples/{name}_round-N.png`` (and TensorBoard): ``images`` in ``rows`` rows, labelled with
+        ``row_labels`` (left of each row) and ``captions`` (under each image) when given."""
         if not self.enabled:
             return None
-        grid = image_grid(images, rows)
-        path = os.path.join(self.output_dir, "samples", f"{name}_round-{round_index:04d}.png")
-        grid.save(path)
+        grid = (labelled_grid(images, rows, row_labels, captions) if row_labels or captions
+                else image_grid(images, rows))
+        return self.save_picture(f"{name}_round-{round_index:04d}", grid, tb_name=name, step=round_index)
+
+    def save_picture(self, name: str, picture: Image.Image, tb_name: str | None = None, step: int = 0) -> str | None:
+        """``samples/{name}.png``, and a TensorBoard image (``tb_name``, default ``name``)."""
+        if not self.enabled:
+            return None
+        path = os.path.join(self.output_dir, "samples", f"{name}.png")
+        picture.save(path)
         if self.tb is not None:
-            self.tb.add_image(name, np.asarray(grid).transpose(2, 0, 1), round_index)
+            self.tb.add_image(tb_name or name, np.asarray(picture.convert("RGB")).transpose(2, 0, 1), step)
         return path
 
-    def plot_reward_curve(self) -> None:
-        import matplotlib
+    def final_eval(self) -> dict | None:
+        """``final_eval.json``, or None (none yet, or unreadable)."""
+        try:
+            with open(os.path.join(self.output_dir, "final_eval.json")) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def plot_reward_curve(self) -> None:
+        """``reward_curve.png``: the held-out monitor against true-reward queries, with its 95% interval band
+        when logged, and the paired final evaluation's initial and tuned means (95% intervals, on
+        ``prompts.final_eval``) at the last round once ``final_eval.json`` exists."""
+        if not self.enabled:
+            return
+        from matplotlib.figure import Figure
 
         rows = [r for r in self.history() if "eval/reward_2step_mean" in r or "eval/reward_1step_mean" in r]
         if not rows:
             return
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for key, label in (("eval/reward_1step_mean", "1 step"), ("eval/reward_2step_mean", "2 steps")):
-            pts = [(r["reward_queries"], r[key]) for r in rows if key in r]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
+        final = self.final_eval()
+        if final and final.get("round") != rows[-1]["round"]:
+            final = None  # an earlier run's file in this folder, not this run's last round
+        span = max(1.0, rows[-1]["reward_queries"] - rows[0]["reward_queries"])
+        fig = Figure(figsize=(8.2, 4.2))
+        ax = fig.add_subplot()
+        for k, color in ((1, "tab:blue"), (2, "tab:orange")):
+            key = f"eval/reward_{k}step_mean"
+            pts = [r for r in rows if key in r]
+            if not pts:
+                continue
+            x = [r["reward_queries"] for r in pts]
+            ax.plot(x, [r[key] for r in pts], marker="o", color=color, label=f"{k} step{'s' * (k > 1)} (monitor)")
+            band = [r for r in pts if f"eval/reward_{k}step_ci95_low" in r]
+            if band:
+                ax.fill_between([r["reward_queries"] for r in band], [r[f"eval/reward_{k}step_ci95_low"] for r in band],
+                                [r[f"eval/reward_{k}step_ci95_high"] for r in band], color=color, alpha=0.18, lw=0)
+            if final and f"reward_{k}step_mean" in final.get("tuned", {}):
+                xq = final.get("reward_queries", x[-1])
+                ci = final.get("ci95", {})
+                for which, marker, dx in (("initial", "s", -0.012), ("tuned", "*", 0.012)):
+                    y = final[which][f"reward_{k}step_mean"]
+                    lo_hi = ci.get(which, {}).get(f"reward_{k}step")
+                    err = [[y - lo_hi[0]], [lo_hi[1] - y]] if lo_hi else None
+                    ax.errorbar([xq + dx * span], [y], yerr=err, fmt=marker, color=color, ms=9 if marker == "*" else 6,
+                                mfc="white" if which == "initial" else color, capsize=4,
+                                label=f"final eval {which}, {k} step{'s' * (k > 1)}")
         ax.set_xlabel("true-reward queries")
-        ax.set_ylabel("held-out mean reward")
+        ax.set_ylabel("mean reward")
+        title = "held-out monitor (band: 95% interval over prompts)"
+        if final:
+            title += f"\nmarkers: paired final evaluation, {final.get('samples', '?')} samples"
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # off the markers
         fig.tight_layout()
         fig.savefig(os.path.join(self.output_dir, "reward_curve.png"), dpi=100)
-        plt.close(fig)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -19,10 +19,13 @@ import numpy as np
 import torch
 
 from lasro.config import TrainConfig, config_to_dict
-from lasro.evaluation import evaluate_generator, paired_evaluation
+from lasro.evaluation import (before_after_picture, interval_metrics, mean_metrics, paired_evaluation,
+                              score_samples)
 from lasro.generators import FewStepGenerator, PromptEmbedCache
+from lasro.images import format_score
 from lasro.methods import method_class
 from lasro.prompts import resolve_prompts
+from lasro.report import write_report
 from lasro.rewards import build_judges, build_reward
 from lasro.rollouts import Collector, SharedDraws, multi_process_cpu
 from lasro.training import checkpointing as ckpt
@@ -175,29 +178,36 @@ class Trainer:
     # ------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, round_index: int) -> dict:
-        """Held-out prompts, fixed seeds: mean true reward of 1- and 2-step samples, and a grid."""
+        """Held-out prompts, fixed seeds: mean true reward of 1- and 2-step samples with a 95% interval
+        (bootstrapped over prompts; the reward's and every judge's), and a grid labelled with each row's
+        prompt and each image's true reward."""
         cfg = self.cfg
         prompts = [p for p in self.eval_prompts for _ in range(cfg.prompts.eval_seeds)]
-        metrics, images = evaluate_generator(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
-                                             steps=self.steps_1_2, unet=self.base_unet, chunk=self.chunk,
-                                             autocast=self.acc.autocast, judges=self.judges)
+        scores, images = score_samples(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
+                                       steps=self.steps_1_2, unet=self.base_unet, chunk=self.chunk,
+                                       autocast=self.acc.autocast, judges=self.judges)
+        metrics = {**mean_metrics(scores), **interval_metrics(scores, prompts)}
         rows = min(len(self.eval_prompts), GRID_MAX_ROWS)  # the first prompts x every seed
+        shown = rows * cfg.prompts.eval_seeds
         for k, ims in images.items():
-            self.tracker.log_grid(f"eval_{k}step", ims[:rows * cfg.prompts.eval_seeds], rows=rows,
-                                  round_index=round_index)
+            self.tracker.log_grid(f"eval_{k}step", ims[:shown], rows=rows, round_index=round_index,
+                                  row_labels=self.eval_prompts[:rows],
+                                  captions=[format_score(v) for v in scores["reward"][k][:shown]])
         return {f"eval/{k}": v for k, v in metrics.items()}
 
     @torch.no_grad()
     def final_evaluation(self) -> dict:
         """The tuned model against the initial one (its LoRA off) on ``prompts.final_eval`` x
-        ``final_eval_seeds``, the same noises for both: means, the paired gain with a 95% interval
-        bootstrapped over prompts, written to ``final_eval.json``."""
+        ``final_eval_seeds``, the same noises for both: means with their 95% intervals, the paired gain with
+        a 95% interval bootstrapped over prompts, written to ``final_eval.json``; and
+        ``samples/before_after_{k}step.png``, both models on prompts spanning the initial scores."""
         cfg = self.cfg
         prompts = [p for p in self.final_eval_prompts for _ in range(cfg.prompts.final_eval_seeds)]
         seed = 20_000 + cfg.seed  # not the per-round monitor's noises
         paired = paired_evaluation(self.gen, self.reward, prompts, seed=seed, steps=self.steps_1_2,
                                    unet=self.base_unet, chunk=self.chunk, autocast=self.acc.autocast,
-                                   judges=self.judges)
+                                   judges=self.judges, keep_scores=True)
+        scores = paired.pop("scores")
         result = {"prompts": cfg.prompts.final_eval, "samples": len(prompts), "seed": seed,
                   "round": self.round, "reward_queries": self.reward_queries, **paired}
         path = os.path.join(self.out, "final_eval.json")
@@ -205,6 +215,11 @@ class Trainer:
             json.dump(result, f, indent=1)
         os.replace(path + ".tmp", path)
         log.info("final evaluation (%d samples): %s", len(prompts), json.dumps(result["gain"]))
+        for k in self.steps_1_2:
+            picture = before_after_picture(self.gen, prompts, seed, scores, k, unet=self.base_unet,
+                                           chunk=self.chunk, autocast=self.acc.autocast)
+            self.tracker.save_picture(f"before_after_{k}step", picture)
+        self.tracker.plot_reward_curve()  # now with the final figures
         return result
 
     # ----------------------------------------------------------- checkpoints
@@ -295,6 +310,15 @@ class Trainer:
                 self.final_evaluation()
         self.acc.wait_for_everyone()
         self.tracker.close()
+        if self.is_main:
+            try:  # a person's summary of the run; never fails the run
+                write_report(self.out, config=config_to_dict(cfg),
+                             environment={"device": str(self.acc.device), "processes": self.acc.num_processes,
+                                          "mixed_precision": cfg.mixed_precision,
+                                          **({"gpu": torch.cuda.get_device_name(self.acc.device)}
+                                             if self.acc.device.type == "cuda" else {})})
+            except Exception as e:  # noqa: BLE001
+                log.warning("report.html not written: %s: %s", type(e).__name__, e)
         return rows
 
 
