@@ -334,12 +334,6 @@ def read_config_data(path: str | None = None, overrides: list[str] | None = None
     return data
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None,
-                method_sections: Mapping[str, type[Section]] | None = None) -> TrainConfig:
-    """Read a YAML config (none given: the embedded demo job, lasro/configs/demo.yaml) and apply overrides."""
-    return config_from_dict(read_config_data(path, overrides), method_sections)
-
-
 def config_to_dict(cfg: TrainConfig) -> dict:
     """Every key, method sections included, as plain dicts and lists (written into checkpoints' state.json)."""
     return cfg.model_dump()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lasro.config import ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
+from lasro.config import ConfigError, TrainConfig, config_from_dict, config_to_dict, read_config_data
 from lasro.methods.dpo import DPOConfig
 from lasro.methods.gors import GORSConfig, check_gors_step_counts
 from lasro.methods.lasro import LaSROConfig
@@ -109,7 +109,7 @@ def test_gors_step_counts_against_model_timesteps():
 def test_coercion_rules(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim: {lr: 1e-5, max_grad_norm: 2}\nsurrogate: {lr_head: 3E-4}\nlasro: {reg_weight: 5e-2}\n")
-    cfg = load_config(str(path), ["prompts.train=[a, b]"], METHODS)
+    cfg = config_from_dict(read_config_data(str(path), ["prompts.train=[a, b]"]), METHODS)
     assert cfg.optim.lr == 1e-5 and cfg.surrogate.lr_head == 3e-4 and cfg.lasro.reg_weight == 0.05
     assert cfg.optim.max_grad_norm == 2.0 and isinstance(cfg.optim.max_grad_norm, float)  # int for a float
     assert cfg.prompts.train == ["a", "b"] and config_from_dict({"prompts": {"train": "x.txt"}}).prompts.train == "x.txt"

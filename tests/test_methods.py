@@ -10,7 +10,6 @@ from lasro.config import ConfigError
 from lasro.methods import MethodNotApplicable
 from lasro.training import Trainer
 from lasro.methods.dpo import diffusion_dpo_loss
-from lasro.methods.lasro import draw_train_prompts
 from lasro.methods.gors import gors_weights
 from lasro.methods.ppo import gaussian_log_prob, per_prompt_advantages, ppo_clipped_loss
 from lasro.surrogates import PixelSurrogate
@@ -153,7 +152,7 @@ def test_draft_gradient_reaches_the_lora_and_raises_the_differentiable_reward(ti
 
     start = reward_now()
     for _ in range(4):
-        trainer.generator_step(trainer.method.reward_loss, lambda size: draw_train_prompts(trainer, size))
+        trainer.generator_step(trainer.method.reward_loss)
     assert reward_now() > start
 
 

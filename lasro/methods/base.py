@@ -29,7 +29,8 @@ class Method:
     ``run`` is the training loop; methods use its public parts: ``cfg``, ``acc``, ``gen``, ``unet`` (the
     trained, possibly wrapped UNet), ``base_unet``, ``lora_params``, ``reward``, ``train_prompts``,
     ``draws`` (shared random draws), ``collector``, ``embeds``, ``steps_1_2``, ``chunk``, ``round``,
-    ``generator_steps``, ``optimizer_step`` and, in a long warm start, ``warm_start_point``."""
+    ``generator_steps``, ``draw_train_prompts``, ``optimizer_step`` and, in a long warm start,
+    ``warm_start_point``."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type | None] = None  # the method's config section (cfg.<name>), if it has one

@@ -12,7 +12,6 @@ import torch
 
 from lasro.methods.base import Method
 from lasro.methods.common import sample_with_grad, step_weights
-from lasro.methods.lasro import draw_train_prompts
 from lasro.methods.registry import MethodNotApplicable, list_methods, register_method
 
 
@@ -29,8 +28,7 @@ class DRaFT(Method):
                 f"reward (e.g. saturation) or another method: {', '.join(m for m in list_methods() if m != cls.name)}")
 
     def train_round(self, round_index: int) -> dict:
-        return self.run.generator_steps(self.cfg.algorithm.generator_steps, self.reward_loss,
-                                        draw=lambda size: draw_train_prompts(self.run, size))
+        return self.run.generator_steps(self.cfg.algorithm.generator_steps, self.reward_loss)
 
     def reward_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
         """-sum_k c_k R(x_k) of the true, differentiable reward on fresh samples."""

@@ -81,11 +81,6 @@ def _plain(c: Collection) -> dict:
             "steps": torch.from_numpy(c.steps), "on_policy": torch.from_numpy(c.on_policy)}
 
 
-def draw_train_prompts(run, size: int) -> list[str]:
-    """``size`` training prompts drawn from the shared stream (a generator micro-batch)."""
-    return [run.train_prompts[i] for i in run.draws.integers(0, len(run.train_prompts), size)]
-
-
 @register_method
 class LaSRO(Method):
     name = "lasro"
@@ -101,7 +96,7 @@ class LaSRO(Method):
         self._round_start: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
         self.scale = {1: 1.0, 2: 1.0}  # within-prompt spread of surrogate scores on the latest collection
         # how far pre-training got (checkpointed, so a resumed warm start continues where it stopped)
-        self.pretrain = {"collections": 0, "surrogate_steps": 0, "losses": [], "stats": {}}
+        self.pretrain = {"collections": 0, "surrogate_steps": 0, "losses": []}
         self.held_out: Collection | None = None  # pre-training's last collection, measured once the surrogate trained
         self.reads_pixels = getattr(self.surrogate, "reads_pixels", False)
         run.collector.keep_pixels = self.reads_pixels
@@ -154,8 +149,7 @@ class LaSRO(Method):
         if self.surrogate_trusted():
             if a.anchor == "round" or a.trust_region == "relative":
                 self._round_start = [p.detach().clone() for p in self.run.lora_params]
-            gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss,
-                                                 draw=lambda size: draw_train_prompts(self.run, size))
+            gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss)
         else:
             gen_stats = {"generator/gated": 1.0}
             log.info("round %d: surrogate pair accuracy %.3f (mean of the last %d collections) < "
@@ -175,14 +169,7 @@ class LaSRO(Method):
         if len(latest) == 0:
             return {}
         lat, prompts, steps = buf.gather(latest)
-        pix = buf.gather_pixels(latest)
-        scores = []
-        for i in range(0, len(latest), run.chunk):
-            extra = {} if pix is None else {"pixels": pix[i:i + run.chunk]}
-            with run.acc.autocast():
-                scores.append(mean_score(self.base_surrogate(lat[i:i + run.chunk].to(run.acc.device), run.embeds(
-                    prompts[i:i + run.chunk]), steps[i:i + run.chunk], **extra)).float().cpu())
-        s, steps = torch.cat(scores).numpy(), steps.numpy()
+        s, steps = self.scores(lat, prompts, steps.numpy(), buf.gather_pixels(latest)), steps.numpy()
         for k in run.steps_1_2:
             groups = [g for g in same_prompt_groups([prompts[i] for i in np.flatnonzero(steps == k)],
                                                     np.full(int((steps == k).sum()), k)) if len(g) > 1]
@@ -215,17 +202,22 @@ class LaSRO(Method):
         win, lose = ranked_pairs(c.prompts, c.steps, c.rewards, self.cfg.surrogate.margin)
         if len(win) == 0:
             return [float("nan")] * len(kinds)
-        run, scores, chunk = self.run, [], self.run.chunk
-        for i in range(0, len(c.prompts), chunk):
-            extra = {} if c.pixels is None else {"pixels": c.pixels[i:i + chunk]}
-            with run.acc.autocast():
-                scores.append(mean_score(self.base_surrogate(c.latents[i:i + chunk].to(run.acc.device), run.embeds(
-                    c.prompts[i:i + chunk]), torch.as_tensor(c.steps[i:i + chunk]), **extra)).float().cpu())
-        s = torch.cat(scores).numpy()
+        s = self.scores(c.latents, c.prompts, c.steps, c.pixels)
         right = s[win] > s[lose]
         on_policy = np.ones(len(win), bool) if c.on_policy is None else c.on_policy[win] & c.on_policy[lose]
         return [float(np.mean(right[on_policy if kind == "on_policy" else slice(None)])) if
                 (kind == "all" or on_policy.any()) else float("nan") for kind in kinds]
+
+    @torch.no_grad()
+    def scores(self, latents: torch.Tensor, prompts: list[str], steps: np.ndarray, pixels=None) -> np.ndarray:
+        """The surrogate's (members' mean) scores of samples, in no-grad chunks."""
+        run, out, chunk = self.run, [], self.run.chunk
+        for i in range(0, len(prompts), chunk):
+            extra = {} if pixels is None else {"pixels": pixels[i:i + chunk]}
+            with run.acc.autocast():
+                out.append(mean_score(self.base_surrogate(latents[i:i + chunk].to(run.acc.device), run.embeds(
+                    prompts[i:i + chunk]), torch.as_tensor(steps[i:i + chunk]), **extra)).float().cpu())
+        return torch.cat(out).numpy()
 
     def gate_accuracy(self) -> float:
         """Mean held-out pair accuracy (of ``lasro.gate_pairs``) over the last ``lasro.pair_accuracy_window``

@@ -264,9 +264,9 @@ def check_disk(run) -> None:
     """Before the first checkpoint: warn, or stop (``logging.disk_check``), when the output disk cannot hold
     ``logging.checkpoints_total_limit`` checkpoints plus the one being written."""
     mode = run.cfg.logging.disk_check
-    if mode == "off" or not run.is_main:
+    if mode == "off":
         return
-    os.makedirs(run.out, exist_ok=True)
+    os.makedirs(run.out, exist_ok=True)  # every process decides alike (one disk), only the main one logs
     limit = run.cfg.logging.checkpoints_total_limit
     one = checkpoint_bytes(run)
     need = one * ((limit if limit > 0 else run.cfg.algorithm.rounds + 1) + 1)
@@ -279,7 +279,8 @@ def check_disk(run) -> None:
             "elsewhere")
     if mode == "stop":
         raise CheckpointError(text + " (logging.disk_check: warn only warns)")
-    log.warning("%s; logging.disk_check: stop refuses to start", text)
+    if run.is_main:
+        log.warning("%s; logging.disk_check: stop refuses to start", text)
 
 
 def _human(n: float) -> str:

@@ -109,7 +109,7 @@ class Trainer:
     def generator_steps(self, count: int, loss_fn, draw=None, batches: list | None = None) -> dict:
         """``count`` optimiser steps of the LoRA on ``loss_fn(batch) -> (loss, stats)``, stats averaged.
         Step i's micro-batches are ``batches[i]`` if given, else ``optim.gradient_accumulation_steps`` of
-        ``draw(optim.batch_size)``."""
+        ``draw(optim.batch_size)`` (default: that many training prompts, ``draw_train_prompts``)."""
         agg: dict[str, float] = {}
         for i in range(count):
             for k, v in self.generator_step(loss_fn, draw, None if batches is None else batches[i]).items():
@@ -123,6 +123,7 @@ class Trainer:
         self.gen_opt.zero_grad(set_to_none=True)
         agg: dict[str, float] = {}
         micros = len(batches) if batches is not None else o.gradient_accumulation_steps
+        draw = draw or self.draw_train_prompts
         for micro in range(micros):
             batch = batches[micro] if batches is not None else draw(o.batch_size)
             sync = micro == micros - 1
@@ -135,6 +136,10 @@ class Trainer:
         if not self.optimizer_step("generator", self.unet.parameters(), self.gen_opt, agg["generator/loss"]):
             agg["generator/skipped"] = 1.0
         return agg
+
+    def draw_train_prompts(self, size: int) -> list[str]:
+        """``size`` training prompts drawn from the shared stream (a generator micro-batch)."""
+        return [self.train_prompts[i] for i in self.draws.integers(0, len(self.train_prompts), size)]
 
     def optimizer_step(self, name: str, params, opt, loss: float) -> bool:
         """Clip and step, unless the loss or gradient norm is non-finite: then skip with a warning,
@@ -231,13 +236,16 @@ class Trainer:
         return ckpt.load_checkpoint(self, resume)
 
     def warm_start_point(self, progress: int, due: bool) -> None:
-        """A safe point inside a method's warm start, ``progress`` units of work in (increasing): write a
-        checkpoint if ``due``, and stop here (after writing one) when a stop was requested."""
+        """A safe point inside a method's warm start, ``progress`` units of work in (increasing)."""
+        self.safe_point(due, pre=progress)
+
+    def safe_point(self, due: bool, pre: int | None = None) -> None:
+        """Every process at the same point: write a checkpoint if ``due``, and stop here (after writing one)
+        when a stop was requested on any process."""
         signum = self.stop.agreed(self.acc)
-        if due or signum:
-            path = self.save_checkpoint(pre=progress)
-            if signum:
-                raise Preempted(signum, path)
+        path = self.save_checkpoint(pre) if due or signum else None
+        if signum:
+            raise Preempted(signum, path)
 
     # ------------------------------------------------------------------ loop
     def wall_seconds(self) -> float:
@@ -298,11 +306,15 @@ class Trainer:
                 stats.update(self.evaluate(r))
             rows.append(self._log(stats))
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k in shown})
-            saved = self.save_checkpoint() if r % cfg.logging.checkpoint_every == 0 or last else None
-            signum = None if last else self.stop.agreed(self.acc)  # a stop asked for during the round
-            if signum:
-                bar.close()
-                raise Preempted(signum, saved or self.save_checkpoint())
+            due = r % cfg.logging.checkpoint_every == 0 or last
+            if last:  # a stop asked for in the last round: the run ends anyway
+                self.save_checkpoint()
+            else:
+                try:
+                    self.safe_point(due)
+                except Preempted:
+                    bar.close()
+                    raise
         bar.close()
         if self.is_main:
             self.gen.save_lora(os.path.join(self.out, "lora"))
