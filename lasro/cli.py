@@ -37,9 +37,9 @@ examples:
   lasro bench compare configs/tiny-jpeg.yaml --methods lasro,ppo --seeds 0,1 --queries 400
   lasro report runs/demo                              # self-contained report.html of a run or compare folder
 
-Outputs of a run (logging.output_dir): metrics.jsonl, tensorboard/, samples/*.png,
-reward_curve.png, final_eval.json, checkpoints/round-N/, lora/pytorch_lora_weights.safetensors
-(loadable with diffusers' pipe.load_lora_weights).
+Outputs of a run (logging.output_dir): report.html, metrics.jsonl, tensorboard/, samples/*.png
+(labelled grids, before_after_2step.png), reward_curve.png, final_eval.json, checkpoints/round-N/,
+lora/pytorch_lora_weights.safetensors (loadable with diffusers' pipe.load_lora_weights).
 """
 
 

@@ -134,6 +134,12 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
                 break
             write_results(results, out)
     write_results(results, out)
+    try:  # the comparison's own report.html (each run has written its own)
+        from lasro.report import write_report
+
+        write_report(out)
+    except Exception as e:  # noqa: BLE001 - a report must never fail the comparison
+        log.warning("report.html not written for %s: %s: %s", out, type(e).__name__, e)
     return results
 
 
