@@ -91,7 +91,6 @@ class LaSRO(Method):
         self.surrogate = build_surrogate(self.cfg.surrogate, run.gen).to(run.acc.device)
         self.buffer = ReplayBuffer(self.cfg.buffer.capacity, self.cfg.buffer.recency_decay)
         self.norms = {k: EMAScoreNormalizer(self.cfg.lasro.ema_decay) for k in (1, 2)}
-        self.last_pair_accuracy = float("nan")
         self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
         self._round_start: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
         self.scale = {1: 1.0, 2: 1.0}  # within-prompt spread of surrogate scores on the latest collection
@@ -186,8 +185,8 @@ class LaSRO(Method):
     def observe(self, c: Collection, round_index: int) -> dict:
         """Measure the surrogate on fresh samples ``c`` (all pairs, logged; the gate's pairs, remembered),
         then buffer them."""
-        self.last_pair_accuracy, gate = self.pair_accuracy(c, ("all", self.cfg.lasro.gate_pairs))
-        stats = {"surrogate/pair_accuracy": self.last_pair_accuracy, "surrogate/pair_accuracy_gate": gate}
+        accuracy, gate = self.pair_accuracy(c, ("all", self.cfg.lasro.gate_pairs))
+        stats = {"surrogate/pair_accuracy": accuracy, "surrogate/pair_accuracy_gate": gate}
         if np.isfinite(gate):
             keep = self.cfg.lasro.pair_accuracy_window
             self.pair_accuracy_history = (self.pair_accuracy_history + [gate])[-keep:]
@@ -349,7 +348,7 @@ class LaSRO(Method):
     def state(self) -> MethodState:
         sur = self.base_surrogate
         return MethodState(
-            values={"last_pair_accuracy": self.last_pair_accuracy, "pair_accuracy_history": self.pair_accuracy_history,
+            values={"pair_accuracy_history": self.pair_accuracy_history,
                     "normalizers": {str(k): v.state_dict() for k, v in self.norms.items()}, "pretrain": self.pretrain,
                     "scale": {str(k): v for k, v in self.scale.items()}},
             tensors={"surrogate": {n: p.detach().float().cpu().contiguous() for n, p in sur.named_parameters()
@@ -373,7 +372,6 @@ class LaSRO(Method):
         v = state.values
         for k, norm in v["normalizers"].items():
             self.norms[int(k)].load_state_dict(norm)
-        self.last_pair_accuracy = float(v.get("last_pair_accuracy", float("nan")))
         self.pair_accuracy_history = [float(x) for x in v.get("pair_accuracy_history", [])]
         self.pretrain = v["pretrain"]
         self.scale = {int(k): float(x) for k, x in v["scale"].items()}

@@ -15,6 +15,12 @@ def same_prompt_groups(prompts: list[str], steps) -> list[np.ndarray]:
     return [np.asarray(idx) for idx in groups.values()]
 
 
+def gather_samples(latents: torch.Tensor, prompts: list[str], steps: np.ndarray, idx):
+    """``(latents, prompts, steps)`` of samples ``idx`` (a buffer's or a collection's)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return latents[torch.from_numpy(idx)], [prompts[i] for i in idx], torch.from_numpy(steps[idx])
+
+
 def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Every (winner, loser) pair of the same prompt and step count whose reward gap exceeds ``margin``."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -101,8 +107,7 @@ class ReplayBuffer:
         return win[pick], lose[pick]
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        idx = np.asarray(idx, dtype=np.int64)
-        return self.latents[torch.from_numpy(idx)], [self.prompts[i] for i in idx], torch.from_numpy(self.steps[idx])
+        return gather_samples(self.latents, self.prompts, self.steps, idx)
 
     def gather_pixels(self, idx: np.ndarray) -> torch.Tensor | None:
         """The stored decoded images of ``idx`` (None when the buffer keeps none)."""

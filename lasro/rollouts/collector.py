@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lasro.rollouts.buffer import gather_samples
 from lasro.rollouts.distributed import SharedDraws
 from lasro.rollouts.overlap import BackgroundScorer
 
@@ -25,8 +26,7 @@ class Collection:
     on_policy: np.ndarray | None = None  # None: all of them
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        idx = np.asarray(idx, dtype=np.int64)
-        return self.latents[torch.from_numpy(idx)], [self.prompts[i] for i in idx], torch.from_numpy(self.steps[idx])
+        return gather_samples(self.latents, self.prompts, self.steps, idx)
 
     def reward_stats(self) -> dict:
         stats = {"train/reward_mean": float(np.mean(self.rewards))}
