@@ -241,13 +241,28 @@ def cmd_bench_learnability(args) -> int:
     return 0 if all(r.get("learns", True) for r in rows) else 1
 
 
+def cmd_bench_tune(args) -> int:
+    from lasro.bench.tune import tune
+
+    result = tune(args.config, args.grid, args.out, args.set)
+    with open(os.path.join(args.out, "tuning.md")) as f:
+        print(f.read())
+    print(f"chosen settings: {os.path.join(args.out, 'tuned.yaml')}")
+    return 0 if result["tuned"] else 1
+
+
 def cmd_bench_compare(args) -> int:
     from lasro.bench.compare import compare, markdown
 
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    table = None
+    if args.tuned:
+        from lasro.bench.tune import read_tuned
+
+        table = read_tuned(args.tuned)
     results = compare(args.config, labels, seeds, args.queries, args.out, preset=args.preset, overrides=args.set,
-                      eval_every_queries=args.eval_every_queries, final_eval=not args.no_final_eval)
+                      eval_every_queries=args.eval_every_queries, final_eval=not args.no_final_eval, table=table)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "results.md"),
                       "curves": [os.path.join(args.out, n) for n in ("curves_queries.png", "curves_wall.png")]}))
@@ -349,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, compare")
+    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, tune, compare")
     b = b.add_subparsers(dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
@@ -389,6 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--seeds", default="0")
     bl.add_argument("--out", default="runs/learnability")
     bl.set_defaults(fn=cmd_bench_learnability)
+    bt = b.add_parser("tune", help="the same small tuning grid for every method on a tuning reward; writes tuned.yaml",
+                      description="Train each method at each setting of the grid (default "
+                                  "lasro/configs/bench_tuning.yaml: 3 learning rates x 2 values of each method's "
+                                  "main coefficient, on jpeg_incompressibility) from CONFIG, keep the setting with "
+                                  "the highest paired 2-step gain, and write tuning.md and tuned.yaml (a methods: "
+                                  "table for `bench compare --tuned`) under --out. Resumable: rerun to finish.")
+    with_config(bt)
+    bt.add_argument("--grid", help="grid YAML (default: lasro/configs/bench_tuning.yaml)")
+    bt.add_argument("--out", default="runs/tune")
+    bt.set_defaults(fn=cmd_bench_tune)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
                       description="Train each method (or variant) with each seed from the same CONFIG until it "
                                   "reaches the query budget; write results.json, results.md (mean ± std over seeds) "
@@ -409,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--preset", choices=["ablations", "ablations_config"],
                     help="ablations: the paper's, with its latent surrogate (lasro/configs/bench_ablations.yaml); "
                          "ablations_config: the same switches on CONFIG as it stands (bench_ablations_config.yaml)")
+    bc.add_argument("--tuned", help="a methods: table of settings, e.g. the tuned.yaml that `lasro bench tune` "
+                                    "writes (its labels are variants, like a preset's)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
 

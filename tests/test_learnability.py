@@ -1,26 +1,18 @@
-"""The fast learnability check: on a tiny budget every method raises an easy reward (the benchmark
-`lasro bench learnability` does it on the demo model at a real budget)."""
+"""The fast learnability check: on the shipped demo model and a small budget, every method raises an easy
+reward above its 95% interval (`lasro bench learnability` does it at a real budget). A tiny random-init
+model is no place for this: its rewards barely vary between samples, and gains of +-0.001 flipped sign with
+any setting."""
 import pytest
 
 from lasro.bench.learnability import learnability, markdown
-from lasro.config import config_to_dict
 
-from .conftest import tiny_train_config
-
-
-PPO_OPEN = pytest.mark.xfail(strict=True, reason="known defect, open: PPO does not raise saturation at this budget "
-                             "(gain -0.0002 to -0.005 at lr 3e-3 to 3e-2, clip 1e-4 to 0.1); see docs/results/probes")
+FAST = ["prompts.final_eval=shapes:test:12", "prompts.final_eval_seeds=2", "prompts.eval=shapes:test:4",
+        "prompts.eval_seeds=1", "exploration.prompts_per_round=8", "lasro.pretrain_collect_rounds=1",
+        "lasro.pretrain_surrogate_steps=100", "lasro.surrogate_steps=30"]
 
 
-@pytest.mark.parametrize("method", ["lasro", pytest.param("ppo", marks=PPO_OPEN), "dpo", "gors", "draft"])
-def test_every_method_raises_saturation_on_a_tiny_budget(tiny_dirs, tmp_path, method):
-    import yaml
-
-    cfg = config_to_dict(tiny_train_config(tmp_path / "unused", tiny_dirs["sdxl"], optim={"lr": 3e-3},
-                                           prompts={"final_eval": ["a red circle", "a blue square", "a green tree"],
-                                                    "final_eval_seeds": 4}))
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    rows = learnability(str(path), ["saturation"], [method], queries=64, out=str(tmp_path / "out"))
+@pytest.mark.parametrize("method", ["lasro", "ppo", "dpo", "gors", "draft"])
+def test_every_method_raises_saturation_on_the_demo_model(tmp_path, method):
+    rows = learnability(None, ["saturation"], [method], queries=256, out=str(tmp_path / "out"), overrides=FAST)
     assert len(rows) == 1 and rows[0]["method"] == method, rows
-    assert rows[0]["gain_2step"] > 0, markdown(rows)
+    assert rows[0]["learns"], markdown(rows)  # the 2-step gain's 95% interval lies above zero

@@ -99,7 +99,7 @@ def test_ppo_ratios_stay_near_one_over_a_rounds_minibatch_steps(tiny_dirs, tmp_p
     """Summed log-probabilities put every ratio at 0 or ~1e4 after one step; per-dimension means keep PPO a
     trust region: small log-ratios and a clip fraction below 1 through the round's epochs."""
     cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "ppo"},
-                            ppo={"epochs": 3}, optim={"batch_size": 1, "lr": 1e-4})
+                            ppo={"epochs": 3, "samples_per_update": 1}, optim={"batch_size": 1, "lr": 1e-4})
     stats = Trainer(cfg).method.train_round(1)
     for k in (1, 2):
         assert stats[f"ppo/abs_log_ratio_max_{k}step"] < 0.1  # summed over dimensions: 9-22
@@ -216,3 +216,15 @@ def test_pixel_surrogate_collection_decodes_each_sample_once(tiny_dirs, tmp_path
     assert sum(decoded) == len(trainer.method.buffer) == 2 * 2 * 2  # prompts x noises x step counts
     # the cached pixels are the decodes of the buffered latents
     torch.testing.assert_close(trainer.method.buffer.pixels, real(trainer.method.buffer.latents))
+
+
+def test_ppo_takes_one_update_per_samples_per_update_and_normalises_small_groups_by_the_batch(tiny_dirs, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], algorithm={"method": "ppo"},
+                            ppo={"epochs": 2, "samples_per_update": 3}, optim={"batch_size": 1})
+    stats = Trainer(cfg).method.train_round(1)
+    assert stats["ppo/updates"] == 4  # 4 samples a round: updates of 3 and 1 samples, twice
+    adv = per_prompt_advantages(["a", "a", "b", "b", "b"], np.ones(5), np.array([0.0, 1.0, 2.0, 2.0, 5.0]),
+                                clip=5.0, min_group=3)
+    batch = np.array([0.0, 1.0, 2.0, 2.0, 5.0])
+    np.testing.assert_allclose(adv[:2], (batch[:2] - batch.mean()) / batch.std(), atol=1e-6)  # 2 < 3: batch
+    np.testing.assert_allclose(adv[2:], [-1 / 2**0.5, -1 / 2**0.5, 2**0.5], atol=1e-6)  # per prompt

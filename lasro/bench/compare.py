@@ -66,6 +66,21 @@ def variants(table: dict, labels: list[str] | None) -> list[Variant]:
     return out
 
 
+def finished_runs(out: str, base: dict, queries: int) -> dict:
+    """(label, seed) -> (overrides, run) of the runs in ``out``/results.json made from the same base config
+    and budget ({} when there is none)."""
+    path = os.path.join(out, "results.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if old.get("base") != json.loads(json.dumps(base)) or old.get("queries") != queries:
+        return {}
+    return {(label, run["seed"]): (m["overrides"], run) for label, m in old.get("methods", {}).items()
+            for run in m.get("runs", [])}
+
+
 def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str,
                final_eval: bool = True):
     """The TrainConfig of one (variant, seed) run; ``final_eval=False`` drops ``prompts.final_eval``."""
@@ -102,27 +117,36 @@ def run_one(cfg) -> dict:
 def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
             queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
             overrides: list[str] | None = None, eval_every_queries: int | None = None,
-            final_eval: bool = True) -> dict:
-    """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results."""
+            final_eval: bool = True, table: dict | None = None) -> dict:
+    """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results.
+    ``table`` adds variants (label -> overrides) to the config's ``methods:``. A run that ``out``'s
+    results.json already holds, with the same settings, is not run again: a killed comparison resumes."""
     base = read_config_data(config, overrides)
-    table: dict = {}
+    extra, table = table or {}, {}
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"bench compare: unknown preset '{preset}'; presets: {', '.join(PRESETS)}")
         with open(PRESETS[preset]) as f:
             table.update(yaml.safe_load(f)["methods"])
     table.update(base.pop("methods", None) or {})
+    table.update(extra)
     queries = queries or (base.get("algorithm") or {}).get("max_reward_queries") or 0
     if queries < 1:
         raise ConfigError("bench compare needs a query budget: --queries N (or algorithm.max_reward_queries)")
     eval_every = eval_every_queries or (base.get("logging") or {}).get("eval_every_queries") or max(1, queries // 5)
     results = {"config": config, "preset": preset, "queries": queries, "eval_every_queries": eval_every,
-               "seeds": list(seeds), "methods": {}}
+               "seeds": list(seeds), "base": base, "methods": {}}
     os.makedirs(out, exist_ok=True)
+    done = finished_runs(out, base, queries)
     for v in variants(table, labels):
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
         for seed in seeds:
+            previous = done.get((v.label, seed))
+            if previous is not None and previous[0] == json.loads(json.dumps(v.overrides)):
+                log.info("bench compare: %s, seed %d: finished earlier, kept", v.label, seed)
+                entry["runs"].append(previous[1])
+                continue
             try:
                 cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"),
                                  final_eval)
@@ -326,8 +350,10 @@ def plot_curves(results: dict, x_key: str, xlabel: str, path: str) -> None:
 
 
 def write_results(results: dict, out: str) -> None:
-    with open(os.path.join(out, "results.json"), "w") as f:
+    path = os.path.join(out, "results.json")
+    with open(path + ".tmp", "w") as f:  # atomic: a killed comparison resumes from the runs it holds
         json.dump({**results, "summary": summary(results)}, f, indent=1)
+    os.replace(path + ".tmp", path)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(markdown(results))
     plot_curves(results, "queries", "true-reward queries", os.path.join(out, "curves_queries.png"))

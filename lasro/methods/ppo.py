@@ -12,7 +12,8 @@ dimensions, clipped at DDPO's ``ppo.clip_range`` 1e-4, and the clipped objective
 trajectory's actions. (Summed over 1,024 dimensions, one minibatch step moved the ratios to 0 or 1e4.)
 Samples are collected with the current policy, old log-probabilities stored, advantages normalised per
 prompt and step count within the round (DDPO tracks per-prompt statistics over a history: ours is
-simpler), then ``ppo.epochs`` passes of the clipped ratio objective.
+simpler), then ``ppo.epochs`` passes of the clipped ratio objective, one optimiser update per
+``ppo.samples_per_update`` samples (DDPO: one inner epoch, 64 samples an update; ours by default too).
 """
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ class PPOConfig(Section):
     output_std: float = Field(0.1, gt=0)  # std of the Gaussian output policy x ~ N(x_theta, output_std^2), latent units
     clip_range: float = Field(1e-4, gt=0)  # DDPO's: per-dimension mean log-probabilities move little per step
     adv_clip: float = 5.0  # advantages clipped to +-adv_clip after per-prompt normalisation
-    epochs: int = Field(2, ge=1)  # passes over each round's samples, minibatches of optim.batch_size
+    # a prompt with fewer samples than this in a round is normalised by the round's batch (two samples
+    # of a prompt always get advantages +-1, whatever their rewards)
+    min_group_size: int = Field(3, ge=1)
+    epochs: int = Field(1, ge=1)  # passes over each round's samples (DDPO's num_inner_epochs: 1)
+    # samples per optimiser update, accumulated in micro-batches of optim.batch_size. DDPO's dgx config takes
+    # 4 updates on 256 samples a round; at 8 updates of 16 samples the 1-step ratios collapsed after the first
+    # (a sigma_out = 0.1 output policy is narrow) and PPO stopped learning (docs/results/probes/).
+    samples_per_update: int = Field(64, ge=1)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
@@ -47,12 +55,23 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
     return lp.expand_as(z).flatten(1).mean(1)
 
 
-def per_prompt_advantages(prompts: list[str], steps: np.ndarray, rewards: np.ndarray, clip: float) -> np.ndarray:
-    """(r - mean) / std within each (prompt, step count) group, clipped to +-clip; 0 for a lone sample."""
+def per_prompt_advantages(prompts: list[str], steps: np.ndarray, rewards: np.ndarray, clip: float,
+                          min_group: int = 1) -> np.ndarray:
+    """(r - mean) / std within each (prompt, step count) group, clipped to +-clip. A group smaller than
+    ``min_group`` is normalised by its step count's whole batch instead (DDPO's per-prompt tracker falls
+    back to batch statistics below its min_count); 0 for a lone sample."""
     adv = np.zeros(len(rewards))
+    small = {int(k): [] for k in np.unique(steps)}
     for idx in same_prompt_groups(prompts, steps):
+        if len(idx) < min_group:
+            small[int(steps[idx[0]])].extend(idx)
+            continue
         r = rewards[idx]
         adv[idx] = (r - r.mean()) / (r.std() + 1e-8) if len(idx) > 1 else 0.0
+    for k, idx in small.items():
+        if len(idx) > 1:
+            batch = rewards[steps == k]
+            adv[idx] = (rewards[idx] - batch.mean()) / (batch.std() + 1e-8)
     return np.clip(adv, -clip, clip)
 
 
@@ -108,7 +127,7 @@ class PPO(Method):
             means = [x1_mean] if z_t1 is None else [x1_mean, x2_mean]
         outs = [m + self.cfg.ppo.output_std * draws.randn(m.shape).to(m.dtype) for m in means]
         c = run.collector.score_and_gather(outs, prompts, global_prompts)
-        adv = per_prompt_advantages(c.prompts, c.steps, c.rewards, self.cfg.ppo.adv_clip)
+        adv = per_prompt_advantages(c.prompts, c.steps, c.rewards, self.cfg.ppo.adv_clip, self.cfg.ppo.min_group_size)
         total = len(global_prompts)
         local_adv = [torch.from_numpy(adv[k * total:(k + 1) * total][draws.shard(n)]).float().to(noise.device)
                      for k in range(len(outs))]
@@ -141,12 +160,18 @@ class PPO(Method):
         return loss, stats
 
     def train_round(self, round_index: int) -> dict:
-        """Collect rollouts, then ``ppo.epochs`` passes of minibatches of ``optim.batch_size``."""
+        """Collect rollouts, then ``ppo.epochs`` passes over them: one optimiser update per
+        ``ppo.samples_per_update`` samples (this process's share), accumulated over micro-batches of
+        ``optim.batch_size``."""
         stats = self.collect_rollouts()
         n, b = len(self.rollout["prompts"]), self.cfg.optim.batch_size
-        batches = []
+        per_update = max(1, self.cfg.ppo.samples_per_update // self.run.acc.num_processes)
+        updates = []
         for _ in range(self.cfg.ppo.epochs):
             perm = self.run.draws.rng.permutation(n)  # same on every process; each permutes its own shard
-            batches += [[perm[i:i + b]] for i in range(0, n, b)]
-        stats.update(self.run.generator_steps(len(batches), self.clipped_loss, batches=batches))
+            for i in range(0, n, per_update):
+                chunk = perm[i:i + per_update]
+                updates.append([chunk[j:j + b] for j in range(0, len(chunk), b)])
+        stats.update(self.run.generator_steps(len(updates), self.clipped_loss, batches=updates))
+        stats["ppo/updates"] = float(len(updates))
         return stats
