@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from lasro.config import DEFAULT_CONFIG, ConfigError, read_config_data
-from lasro.methods import MethodNotApplicable, build_config, list_methods
+from lasro.methods import MethodNotApplicable, build_config, list_methods, method_class
 from lasro.training import Trainer
 
 log = logging.getLogger("lasro")
@@ -215,6 +215,14 @@ def paired_gains(runs: list[dict]) -> dict:
     return out
 
 
+def is_black_box(method: str) -> bool:
+    """Whether a method sees only reward values (a baseline) rather than the reward's gradient (DRaFT)."""
+    try:
+        return method_class(method).black_box
+    except ConfigError:
+        return True
+
+
 def initial_reward(results: dict) -> float | None:
     """Mean 2-step reward of the untuned model: every run's evaluation at round 0, before any generator
     update (LaSRO's sits after its pre-training queries, not at 0 queries). None: no run has one."""
@@ -225,12 +233,14 @@ def initial_reward(results: dict) -> float | None:
 
 def summary(results: dict) -> list[dict]:
     """One row per variant: final rewards (mean, std over seeds) and queries to reach the best baseline's
-    final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline. When the
+    final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline, nor is a
+    method that reads the reward's gradient (DRaFT: ``Method.black_box`` False). When the
     best baseline ends at or below the untuned model, every run "reaches" it at 0 queries, so no
     queries-to-target is computed (``target_beats_initial`` False)."""
     done = {label: m for label, m in results["methods"].items() if m["runs"]}
     finals = {label: _mean_std([_final(r, "reward_2step") for r in m["runs"]])[0] for label, m in done.items()}
-    baselines = [label for label in list(results["methods"])[1:] if label in finals]
+    baselines = [label for label in list(results["methods"])[1:] if label in finals
+                 and is_black_box(results["methods"][label]["method"])]
     best = max(baselines, key=finals.get) if baselines else None
     initial = initial_reward(results)
     beats_initial = best is not None and (initial is None or finals[best] > initial)
@@ -267,6 +277,10 @@ def markdown(results: dict) -> str:
             note += (". It ends at or below the untuned model, so queries to reach it are not computed: every "
                      "run reaches it before training")
         note += ".\n\n"
+    references = [r["label"] for r in rows if r["runs"] and not is_black_box(r["method"])]
+    if references:
+        note += (f"{', '.join(references)} back-propagates the reward itself: an upper reference, not a black-box "
+                 "baseline.\n\n")
     head = (f"# bench compare: {results['queries']} true-reward queries per run, seeds {results['seeds']}\n\n"
             + note
             + "| method | runs | final queries | 1-step reward | 2-step reward | queries to best baseline's "

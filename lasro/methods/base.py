@@ -34,6 +34,9 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type | None] = None  # the method's config section (cfg.<name>), if it has one
+    # False for a method that reads the reward's gradient (DRaFT): a comparison of black-box methods shows
+    # it as an upper reference, not as a baseline to beat
+    black_box: ClassVar[bool] = True
 
     def __init__(self, run):
         """Called before the generator's LoRA is added: build models that copy the bare UNet here."""

@@ -18,6 +18,7 @@ from lasro.methods.registry import MethodNotApplicable, list_methods, register_m
 @register_method
 class DRaFT(Method):
     name = "draft"
+    black_box = False  # the reward's own gradient: an upper reference in a comparison, not a baseline
 
     @classmethod
     def check_reward(cls, reward) -> None:
