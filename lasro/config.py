@@ -102,8 +102,10 @@ class SurrogateConfig(Section):
     space: Literal["latent", "pixel"] = "latent"
     pixel_channels: int = Field(32, ge=1)  # pixel surrogate: width of its conv layers
     # ours: two coordinate channels into the head (latent) or the input (pixel), so that a score can depend
-    # on where things are; both heads end in a global average pool, which otherwise forgets position
-    coordinates: bool = False
+    # on where things are; both heads end in a global average pool. On the demo with a reward that depends
+    # only on layout, held-out pair accuracy: pixel CNN 0.65 without, 0.95 with; the latent surrogate 0.93
+    # either way (its UNet encoder already encodes position); the detector 0.64 / 0.65 (docs/results/probes/)
+    coordinates: bool = True
     pixel_layers: int = Field(3, ge=1)  # pixel surrogate: stride-2 conv blocks
     # ours: K independently initialised surrogates, each trained with its own Bradley-Terry loss on the
     # same pairs (pixel members share one decode); pair accuracy reads their mean score
