@@ -48,3 +48,28 @@ def test_round_start_snapshots_the_weights_each_round_starts_from(moved_trainer)
     end = [p.detach().clone() for p in t.lora_params]
     t.method.train_round(2)
     assert all(torch.equal(a, e) for a, e in zip(t.method._round_start, end))
+
+
+def test_trust_region_clip_follows_the_gates_pair_accuracy(moved_trainer):
+    """lasro.trust_region_accuracy scales the clip by (accuracy - 0.5) / (reference - 0.5): wider for a
+    surrogate that orders fresh pairs well, none at chance; unset, the clip is fixed."""
+    t, a = moved_trainer, moved_trainer.cfg.lasro
+    m = t.method
+    saved = (a.trust_region_accuracy, a.trust_region_clip, a.pair_accuracy_window, list(m.pair_accuracy_history))
+    try:
+        a.trust_region_clip, a.pair_accuracy_window = 1.0, 2
+        m.pair_accuracy_history = [0.8, 1.0]
+        a.trust_region_accuracy = None
+        assert m.trust_region_clip() == 1.0
+        a.trust_region_accuracy = 0.6
+        assert m.trust_region_clip() == pytest.approx(4.0)  # mean accuracy 0.9: (0.9 - 0.5) / (0.6 - 0.5)
+        m.pair_accuracy_history = [0.45]
+        assert m.trust_region_clip() == 0.0
+        m.pair_accuracy_history = []
+        assert m.trust_region_clip() == 1.0  # no reading yet: the fixed clip
+        m.pair_accuracy_history = [0.7]
+        t.cfg.lasro.anchor = "initial"
+        stats = m.generator_loss(["a red circle", "a blue square"])[1]
+        assert stats["generator/trust_region_clip"] == pytest.approx(2.0)
+    finally:
+        a.trust_region_accuracy, a.trust_region_clip, a.pair_accuracy_window, m.pair_accuracy_history = saved

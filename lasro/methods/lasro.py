@@ -61,6 +61,10 @@ class LaSROConfig(Section):
     # statistics mix prompts, whose scores Bradley-Terry fixes only up to a per-prompt offset.
     trust_region: Literal["relative", "pooled"] = "relative"
     trust_region_clip: float = Field(1.0, gt=0)  # relative: within-prompt stds of surrogate gain per round
+    # ours: the clip follows the surrogate's measured held-out pair accuracy (the gate's reading): it is
+    # trust_region_clip x (accuracy - 0.5) / (this - 0.5), so a surrogate that orders 90% of fresh pairs right
+    # may be followed further than one at 60%, and one at chance not at all. None: a fixed clip
+    trust_region_accuracy: Annotated[float, must(lambda v: 0.5 < v <= 1.0, "must be in (0.5, 1]")] | None = None
     ema_decay: Annotated[float, must(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")] = 0.99  # pooled only
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
     # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
@@ -298,14 +302,17 @@ class LaSRO(Method):
                                       sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float())
         scores = pessimistic(member_scores, s.pessimism, ref_scores)
         stats, loss = {}, torch.zeros((), device=noise.device)
+        clip = self.trust_region_clip()
+        if relative:
+            stats["generator/trust_region_clip"] = clip
         for k, coef in step_weights(run):
             sk = scores[(k - 1) * n:k * n]
             if relative:
                 # the gain over the round's start on the same prompt and noises, in within-prompt stds
                 gain = (sk - mean_score(start_scores[(k - 1) * n:k * n])) / self.scale[k]
-                loss = loss - coef * gain.clamp(max=a.trust_region_clip).mean()
+                loss = loss - coef * gain.clamp(max=clip).mean()
                 move = (outs[k - 1].detach().float() - starts[k - 1].float()).square().flatten(1).mean(1).sqrt()
-                stats[f"generator/clipped_share_{k}step"] = float((gain.detach() >= a.trust_region_clip).float().mean())
+                stats[f"generator/clipped_share_{k}step"] = float((gain.detach() >= clip).float().mean())
                 stats[f"generator/surrogate_gain_std_{k}step"] = float(gain.detach().mean())
                 stats[f"generator/rms_latent_move_{k}step"] = float(move.mean())
             else:
@@ -322,6 +329,17 @@ class LaSRO(Method):
             loss = loss + a.reg_weight * reg
             stats["generator/anchor"] = float(reg.detach())
         return loss, stats
+
+    def trust_region_clip(self) -> float:
+        """This round's clip in within-prompt stds: ``lasro.trust_region_clip``, scaled by the gate's
+        held-out pair accuracy when ``lasro.trust_region_accuracy`` is set."""
+        a = self.cfg.lasro
+        if a.trust_region_accuracy is None:
+            return a.trust_region_clip
+        accuracy = self.gate_accuracy()
+        if not np.isfinite(accuracy):
+            return a.trust_region_clip
+        return a.trust_region_clip * max(accuracy - 0.5, 0.0) / (a.trust_region_accuracy - 0.5)
 
     @contextlib.contextmanager
     def anchor_model(self):
