@@ -122,7 +122,9 @@ def test_summary_reports_unreached_targets():
                            "ppo": {"method": "ppo", "skipped": None, "runs": [run(0, 1, 2), run(0, 2, 2)]},
                            "dpo": {"method": "dpo", "skipped": None, "runs": [run(0, 0, 1), run(0, 0, 0)]},
                            # reads the reward's gradient: an upper reference, never the baseline to beat
-                           "draft": {"method": "draft", "skipped": None, "runs": [run(0, 5, 9)]}}}
+                           "draft": {"method": "draft", "skipped": None, "runs": [run(0, 5, 9)]},
+                           # a variant of the reference's own method is not a baseline either
+                           "lasro_variant": {"method": "lasro", "skipped": None, "runs": [run(0, 4, 8)]}}}
     rows = {r["label"]: r for r in summary(results)}
     assert rows["lasro"]["best_baseline"] == "ppo" and rows["lasro"]["target_2step"] == 2
     # seed means: lasro 0, 1.5, 3 -> reaches 2 at 20 queries; ppo 0, 1.5, 2 -> at 20; dpo never
