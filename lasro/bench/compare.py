@@ -234,7 +234,8 @@ def initial_reward(results: dict) -> float | None:
 def summary(results: dict) -> list[dict]:
     """One row per variant: final rewards (mean, std over seeds) and queries to reach the best baseline's
     final 2-step reward; the reference (the first variant, LaSRO by default) is not a baseline, nor is
-    another variant of its method, nor a method that reads the reward's gradient (DRaFT:
+    another variant of its method when other methods are compared (in an ablation table, where all are,
+    they are the baselines), nor a method that reads the reward's gradient (DRaFT:
     ``Method.black_box`` False). When the
     best baseline ends at or below the untuned model, every run "reaches" it at 0 queries, so no
     queries-to-target is computed (``target_beats_initial`` False)."""
@@ -242,8 +243,9 @@ def summary(results: dict) -> list[dict]:
     finals = {label: _mean_std([_final(r, "reward_2step") for r in m["runs"]])[0] for label, m in done.items()}
     labels = list(results["methods"])
     reference = results["methods"][labels[0]]["method"] if labels else None
-    baselines = [label for label in labels[1:] if label in finals and is_black_box(results["methods"][label]["method"])
-                 and results["methods"][label]["method"] != reference]
+    baselines = [label for label in labels[1:] if label in finals and is_black_box(results["methods"][label]["method"])]
+    others = [label for label in baselines if results["methods"][label]["method"] != reference]
+    baselines = others or baselines  # an ablation table compares variants of one method with each other
     best = max(baselines, key=finals.get) if baselines else None
     initial = initial_reward(results)
     beats_initial = best is not None and (initial is None or finals[best] > initial)
