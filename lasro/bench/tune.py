@@ -13,6 +13,7 @@ import os
 import yaml
 
 from lasro.bench.compare import compare
+from lasro.bench.learnability import final_gains, gain_cell
 from lasro.config import DEFAULT_CONFIG, ConfigError
 
 DEFAULT_GRID = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_tuning.yaml")
@@ -70,17 +71,13 @@ def tune(config: str | None, grid_path: str | None = None, out: str = "runs/tune
     rows, best = [], {}
     for label, entry in results["methods"].items():
         run = (entry["runs"] or [None])[0]
-        gains = ((run or {}).get("final_eval") or {}).get("gain", {})
-        row = {"label": label, "method": entry["method"], "setting": settings[label], "skipped": entry["skipped"]}
-        for k in (1, 2):
-            if f"reward_{k}step" in gains:
-                row[f"gain_{k}step"] = gains[f"reward_{k}step"]["mean"]
-                row[f"ci95_{k}step"] = gains[f"reward_{k}step"]["ci95"]
+        row = {"label": label, "method": entry["method"], "setting": settings[label], "skipped": entry["skipped"],
+               **final_gains((run or {}).get("final_eval"))}
         rows.append(row)
         score = row.get("gain_2step")
         if score is not None and (entry["method"] not in best or score > best[entry["method"]]["gain_2step"]):
             best[entry["method"]] = row
-    tuned = {m: {"algorithm": {"method": m}, **nested(r["setting"])} for m, r in best.items()}
+    tuned = {m: table[r["label"]] for m, r in best.items()}
     for r in rows:
         r["chosen"] = best.get(r["method"]) is r
     write_tuning(out, spec, rows, tuned, seeds[0])
@@ -95,9 +92,7 @@ def markdown(spec: dict, rows: list[dict]) -> str:
         if r["skipped"]:
             lines.append(f"| {r['method']} | {setting} | skipped: {r['skipped'][:80]} | | |")
             continue
-        cell = lambda k: (f"{r[f'gain_{k}step']:+.4f} [{r[f'ci95_{k}step'][0]:+.4f}, {r[f'ci95_{k}step'][1]:+.4f}]"  # noqa: E731
-                          if f"gain_{k}step" in r else "–")
-        lines.append(f"| {r['method']} | {setting} | {cell(2)} | {cell(1)} | {'**yes**' if r['chosen'] else ''} |")
+        lines.append(f"| {r['method']} | {setting} | {gain_cell(r, 2)} | {gain_cell(r, 1)} | {'**yes**' if r['chosen'] else ''} |")
     return "\n".join(lines) + "\n"
 
 
