@@ -174,6 +174,35 @@ def cmd_serve_reward(args) -> int:
     return 0
 
 
+def cmd_label(args) -> int:
+    from lasro.labeling.votes import VoteStore
+
+    if args.action == "serve":
+        from lasro.labeling.app import LabelServer
+
+        server = LabelServer(args.folder, host=args.host, port=args.port)
+        server.start()
+        voted, total = server.app.state.store.progress()
+        print(f"label app for {args.folder} on {server.url} ({voted} of {total} pairs voted; Ctrl-C stops, "
+              "every vote is already on disk)", flush=True)
+        try:
+            while server.thread.is_alive():
+                server.thread.join(timeout=1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+        return 0
+    with VoteStore(args.folder) as store:
+        if args.action == "export":
+            n = store.export_jsonl(args.file)
+            print(f"wrote {n} votes to {args.file} (skips and unvoted pairs left out)")
+        else:
+            n = store.import_jsonl(args.file, source_folder=args.images_from)
+            print(f"imported {n} voted pairs into {args.folder}")
+    return 0
+
+
 def cmd_rewards(args) -> int:
     from lasro.rewards import list_rewards
 
@@ -439,6 +468,28 @@ def build_parser() -> argparse.ArgumentParser:
                                     "writes (its labels are variants, like a preset's)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
+
+    lb = sub.add_parser("label", help="people as the reward: the pairwise labelling app, vote export and import",
+                        description="serve: a local web app showing two images of one prompt from FOLDER's queue "
+                                    "(left / right / tie / skip, keys, undo), each vote saved to FOLDER/votes.sqlite "
+                                    "at once. export / import: votes as JSON lines (pair_id, caption, image_0, "
+                                    "image_1, label_0, label_1), close to Pick-a-Pic's pairwise format.")
+    lba = lb.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lbs = lba.add_parser("serve", help="serve the labelling app over FOLDER")
+    lbs.add_argument("folder", metavar="FOLDER", help="a label folder (the human reward's dir: votes.sqlite, images/)")
+    lbs.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    lbs.add_argument("--port", type=int, default=8765)
+    lbs.set_defaults(fn=cmd_label)
+    lbe = lba.add_parser("export", help="write FOLDER's votes as JSON lines")
+    lbe.add_argument("folder", metavar="FOLDER")
+    lbe.add_argument("file", metavar="FILE.jsonl")
+    lbe.set_defaults(fn=cmd_label)
+    lbi = lba.add_parser("import", help="add the voted pairs of a JSON-lines export to FOLDER")
+    lbi.add_argument("folder", metavar="FOLDER")
+    lbi.add_argument("file", metavar="FILE.jsonl")
+    lbi.add_argument("--images-from", metavar="DIR", help="where the export's image paths start (default: the "
+                                                         "file's folder)")
+    lbi.set_defaults(fn=cmd_label)
 
     rp = sub.add_parser("report", help="write a self-contained report.html of a run (or a bench compare folder)",
                         description="Render RUN_DIR's config, environment, final paired evaluation, curves, "

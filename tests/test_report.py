@@ -2,7 +2,6 @@
 training run and for a ``lasro bench compare`` folder; missing pieces are notes, never errors."""
 import json
 import logging
-import os
 import re
 from html.parser import HTMLParser
 
@@ -13,6 +12,7 @@ from lasro.cli import main
 from lasro.report import build_report, hacking_flags, write_report
 from lasro.training import Trainer
 
+from .browser import chromium, console_problems, needs_chromium
 from .conftest import tiny_train_config
 
 PNG_URI = "data:image/png;base64,"
@@ -185,26 +185,13 @@ def test_a_failing_report_only_warns(tiny_dirs, tmp_path, monkeypatch, caplog):
     assert "report.html not written: RuntimeError: no space left" in caplog.text
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                    reason="needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
+@needs_chromium
 def test_report_opens_from_a_file_url_without_console_errors_or_requests(finished_run):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--proxy-server=http://127.0.0.1:9",
-                "--disable-gpu"):  # a dead proxy: any network request would fail and log an error
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium()
     try:
         driver.get((finished_run / "report.html").as_uri())
         assert driver.title.startswith("lasro run")
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        errors = console_problems(driver)
         assert not errors, errors
         # every image decoded (a broken data: URI has naturalWidth 0)
         broken = driver.execute_script(

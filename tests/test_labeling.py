@@ -1,0 +1,213 @@
+"""The vote store and the labelling app: durable votes, undo, export/import, and what the server refuses."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lasro.labeling.votes import Pair, VoteError, VoteStore
+
+from .browser import chromium, console_problems, needs_chromium
+
+
+def make_folder(folder, n_pairs=3, batch="b0"):
+    """A label folder with ``n_pairs`` queued pairs of small solid-colour PNGs."""
+    store = VoteStore(str(folder))
+    pairs = []
+    rng = np.random.default_rng(0)
+    for i in range(n_pairs):
+        names = []
+        for k in range(2):
+            name = f"{batch}-{i}-{k}.png"
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(os.path.join(store.images, name))
+            names.append(name)
+        pairs.append(Pair(f"{batch}-{i}", batch, f"prompt {i}", *names))
+    store.add_pairs(pairs)
+    return store
+
+
+def test_votes_survive_reopening_and_undo_reopens_the_pair(tmp_path):
+    store = make_folder(tmp_path)
+    assert store.next_pending().pair_id == "b0-0"
+    store.vote("b0-0", "left")
+    store.vote("b0-1", "tie")
+    assert store.next_pending().pair_id == "b0-2"
+    store.close()  # as if the process died: the votes are already committed
+    raw = sqlite3.connect(tmp_path / "votes.sqlite")
+    assert raw.execute("SELECT COUNT(*) FROM votes WHERE undone = 0").fetchone()[0] == 2
+    raw.close()
+    store = VoteStore(str(tmp_path))
+    assert store.choices() == {"b0-0": "left", "b0-1": "tie"}
+    assert store.undo() == "b0-1"
+    assert store.next_pending().pair_id == "b0-1"
+    assert store.progress("b0") == (1, 3)
+    store.vote("b0-0", "right")  # a second vote on a pair replaces the first
+    assert store.choices()["b0-0"] == "right"
+
+
+def test_bad_input_is_named(tmp_path):
+    store = make_folder(tmp_path)
+    with pytest.raises(VoteError, match="not one of"):
+        store.vote("b0-0", "maybe")
+    with pytest.raises(VoteError, match="no pair"):
+        store.vote("nope", "left")
+    with pytest.raises(VoteError, match="safe name"):
+        store.add_pairs([Pair("../x", "b", "p", "a.png", "b.png")])
+    with pytest.raises(VoteError, match="already queued"):
+        store.add_pairs([Pair("b0-0", "b0", "p", "b0-0-0.png", "b0-0-1.png")])
+    with pytest.raises(VoteError, match="write the images"):
+        store.add_pairs([Pair("new", "b0", "p", "missing.png", "b0-0-1.png")])
+
+
+def test_export_import_round_trip(tmp_path):
+    src = make_folder(tmp_path / "a")
+    src.vote("b0-0", "left")
+    src.vote("b0-1", "right")
+    src.vote("b0-2", "skip")
+    out = tmp_path / "a" / "votes.jsonl"
+    assert src.export_jsonl(str(out)) == 2  # the skip is not a preference
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["label_0"], r["label_1"]) for r in rows] == [(1.0, 0.0), (0.0, 1.0)]
+    assert rows[0]["caption"] == "prompt 0" and rows[0]["image_0"] == "images/b0-0-0.png"
+    dst = VoteStore(str(tmp_path / "b"))
+    assert dst.import_jsonl(str(out)) == 2
+    assert dst.choices() == {"b0-0": "left", "b0-1": "right"}
+    assert dst.import_jsonl(str(out)) == 0  # importing twice adds nothing
+    bad = tmp_path / "a" / "bad.jsonl"
+    bad.write_text(json.dumps({**rows[0], "pair_id": "x", "image_0": "../../etc/passwd"}) + "\n")
+    with pytest.raises(VoteError, match="leaves"):
+        dst.import_jsonl(str(bad))
+    bad.write_text('{"pair_id": "y"}\n')
+    with pytest.raises(VoteError, match="bad.jsonl:1: not a vote line"):
+        dst.import_jsonl(str(bad))
+
+
+@pytest.fixture
+def client(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lasro.labeling.app import create_app
+
+    make_folder(tmp_path).close()
+    (tmp_path / "secret.png").write_bytes(b"not for the web")
+    with TestClient(create_app(str(tmp_path)), base_url="http://127.0.0.1:8765") as c:
+        yield c
+
+
+SAME = {"Origin": "http://127.0.0.1:8765"}
+
+
+def test_app_serves_pairs_and_records_votes(client):
+    state = client.get("/api/next").json()
+    assert state["pair"]["pair_id"] == "b0-0" and state["total"] == 3
+    assert client.get("/" + state["pair"]["image_0"]).status_code == 200
+    state = client.post("/api/vote", json={"pair_id": "b0-0", "choice": "left"}, headers=SAME).json()
+    assert state["voted"] == 1 and state["pair"]["pair_id"] == "b0-1"
+    state = client.post("/api/undo", json={}, headers=SAME).json()
+    assert state["undone"] == "b0-0" and state["voted"] == 0
+    assert client.post("/api/vote", json={"pair_id": "b0-0", "choice": "maybe"}, headers=SAME).status_code == 422
+    assert client.post("/api/vote", json={"pair_id": "zz", "choice": "left"}, headers=SAME).status_code == 404
+    assert "which image is better" in client.get("/").text
+
+
+def test_app_refuses_paths_outside_its_images_and_cross_origin_posts(client):
+    for path in ("/images/../secret.png", "/images/..%2Fsecret.png", "/images/%2E%2E%2Fsecret.png",
+                 "/images/..%5Csecret.png", "/images/.hidden.png", "/images/votes.sqlite", "/secret.png",
+                 "/votes.sqlite"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert b"not for the web" not in r.content
+    vote = {"pair_id": "b0-0", "choice": "left"}
+    assert client.post("/api/vote", json=vote).status_code == 403  # no Origin at all
+    assert client.post("/api/vote", json=vote, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert client.post("/api/vote", json=vote, headers={"Origin": "http://127.0.0.1:9999"}).status_code == 403
+    assert client.post("/api/vote", content="pair_id=b0-0&choice=left", headers={
+        **SAME, "Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
+    assert client.get("/api/next").json()["voted"] == 0  # none of these counted
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_label_server(folder, port):
+    """``lasro label serve`` in its own process, ready when /health answers."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "lasro.cli", "label", "serve", str(folder), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode()) from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the label server did not start")
+
+
+@needs_chromium
+def test_labelling_in_a_browser_by_click_and_key_survives_a_killed_server(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    make_folder(tmp_path, n_pairs=6).close()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = start_label_server(tmp_path, port)
+    driver = chromium()
+
+    def showing(pair_id):
+        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-pair")
+                                        == pair_id, message=f"the page never showed pair {pair_id}")
+
+    try:
+        driver.get(url)
+        showing("b0-0")
+        assert driver.find_element(By.ID, "prompt").text == "prompt 0"
+        assert driver.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        driver.find_element(By.ID, "left").click()  # the image itself
+        showing("b0-1")
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.ARROW_RIGHT)
+        showing("b0-2")
+        body.send_keys("t")
+        showing("b0-3")
+        driver.find_element(By.ID, "btn-undo").click()  # withdraws the tie: b0-2 again
+        showing("b0-2")
+        body.send_keys("s")
+        showing("b0-3")
+        assert driver.find_element(By.ID, "progress").text == "3 / 6 voted"
+        server.kill()  # SIGKILL: no shutdown handler runs
+        server.wait()
+        with VoteStore(str(tmp_path)) as store:
+            assert store.choices() == {"b0-0": "left", "b0-1": "right", "b0-2": "skip"}
+        server = start_label_server(tmp_path, port)
+        driver.refresh()
+        showing("b0-3")  # the session goes on where it stopped
+        driver.find_element(By.ID, "btn-right").click()
+        showing("b0-4")
+        assert driver.find_element(By.ID, "progress").text == "4 / 6 voted"
+        problems = console_problems(driver)
+        assert not problems, problems
+    finally:
+        driver.quit()
+        server.kill()
+        server.wait()
+    with VoteStore(str(tmp_path)) as store:
+        assert store.choices() == {"b0-0": "left", "b0-1": "right", "b0-2": "skip", "b0-3": "right"}
