@@ -270,6 +270,14 @@ def cmd_bench_learnability(args) -> int:
     return 0 if all(r.get("learns", True) for r in rows) else 1
 
 
+def cmd_bench_human(args) -> int:
+    from lasro.bench.human import bench_human, markdown
+
+    rows = bench_human(args.config, args.rule, args.votes, [int(x) for x in args.seeds.split(",")], args.out, args.set)
+    print(markdown(rows), end="")
+    return 0
+
+
 def cmd_bench_tune(args) -> int:
     from lasro.bench.tune import tune
 
@@ -393,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, tune, compare")
+    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, tune, compare, human")
     b = b.add_subparsers(dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
@@ -433,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--seeds", default="0")
     bl.add_argument("--out", default="runs/learnability")
     bl.set_defaults(fn=cmd_bench_learnability)
+    bh = b.add_parser("human", help="a simulated labeller votes in the label app by a rule only it knows; does "
+                                    "reward: human move the generator toward that rule within the vote budget?")
+    with_config(bh)
+    bh.add_argument("--rule", default="saturation", help="the simulated person's taste: a registered reward")
+    bh.add_argument("--votes", type=int, default=512, help="vote budget per seed (2 images, 2 queries, a vote)")
+    bh.add_argument("--seeds", default="0")
+    bh.add_argument("--out", default="runs/bench-human")
+    bh.set_defaults(fn=cmd_bench_human)
     bt = b.add_parser("tune", help="the same small tuning grid for every method on a tuning reward; writes tuned.yaml",
                       description="Train each method at each setting of the grid (default "
                                   "lasro/configs/bench_tuning.yaml: 3 learning rates x 2 values of each method's "

@@ -44,5 +44,6 @@ def tiny_train_config(output_dir, model: str, **sections):
                     "progress": False},
     }
     for key, value in sections.items():
-        data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.__setitem__(key, value)
+        data[key].update(value) if isinstance(value, dict) and isinstance(data.get(key), dict) else data.__setitem__(
+            key, value)
     return build_config(data)

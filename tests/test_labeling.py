@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lasro.bench.human import free_port
 from lasro.labeling.votes import Pair, VoteError, VoteStore
 
 from .browser import chromium, console_problems, needs_chromium
@@ -77,6 +78,8 @@ def test_export_import_round_trip(tmp_path):
     assert dst.import_jsonl(str(out)) == 2
     assert dst.choices() == {"b0-0": "left", "b0-1": "right"}
     assert dst.import_jsonl(str(out)) == 0  # importing twice adds nothing
+    waiting = make_folder(tmp_path / "c")  # the same pairs queued and unvoted: a run waiting for them
+    assert waiting.import_jsonl(str(out)) == 2 and waiting.progress() == (2, 3)
     bad = tmp_path / "a" / "bad.jsonl"
     bad.write_text(json.dumps({**rows[0], "pair_id": "x", "image_0": "../../etc/passwd"}) + "\n")
     with pytest.raises(VoteError, match="leaves"):
@@ -128,14 +131,6 @@ def test_app_refuses_paths_outside_its_images_and_cross_origin_posts(client):
     assert client.post("/api/vote", content="pair_id=b0-0&choice=left", headers={
         **SAME, "Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
     assert client.get("/api/next").json()["voted"] == 0  # none of these counted
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_label_server(folder, port):
@@ -211,3 +206,83 @@ def test_labelling_in_a_browser_by_click_and_key_survives_a_killed_server(tmp_pa
         server.wait()
     with VoteStore(str(tmp_path)) as store:
         assert store.choices() == {"b0-0": "left", "b0-1": "right", "b0-2": "skip", "b0-3": "right"}
+
+
+def test_human_reward_pairs_images_waits_for_votes_and_reuses_a_batch(tmp_path):
+    import threading
+
+    from lasro.rewards import RewardError
+    from lasro.rewards.human import HumanReward
+
+    reward = HumanReward(dir=str(tmp_path), serve=False, poll=0.01)
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for _ in range(4)]
+    prompts, meta = ["a", "a", "b", "b"], [{"steps": 1}] * 4
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(out=reward(images, prompts, meta)))
+    worker.start()
+    for _ in range(500):
+        if reward.store.progress()[1] == 2:
+            break
+        threading.Event().wait(0.01)
+    pending = [p.pair_id for p in reward.store.pairs()]
+    assert len(pending) == 2 and worker.is_alive()  # it waits for people
+    reward.store.vote(pending[0], "right")
+    reward.store.vote(pending[1], "tie")
+    worker.join(timeout=10)
+    scores, info = got["out"]
+    assert list(scores) == [0.0, 1.0, 0.5, 0.5]
+    group = info["comparable_group"]
+    assert group[0] == group[1] != group[2] == group[3] and group.min() > 0
+    again, _ = reward(images, prompts, meta)  # a resumed run regenerates the same batch: no new question
+    assert list(again) == list(scores) and reward.store.progress() == (2, 2)
+    with pytest.raises(RewardError, match="two by two"):
+        reward(images[:3], ["a", "a", "a"], [{"steps": 1}] * 3)
+
+
+def test_reward_human_trains_lasro_on_the_votes_alone(tiny_dirs, tmp_path):
+    from lasro.bench.simulated_labeller import SimulatedLabeller
+    from lasro.rollouts import ranked_pairs
+    from lasro.training import Trainer
+
+    from .conftest import tiny_train_config
+
+    port, labels = free_port(), tmp_path / "labels"
+    cfg = tiny_train_config(tmp_path / "run", tiny_dirs["sdxl"], eval_rewards=["saturation"], reward={
+        "name": "human", "kwargs": {"dir": str(labels), "port": port, "timeout": 120, "poll": 0.02}})
+    labeller = SimulatedLabeller(f"http://127.0.0.1:{port}/", rule="saturation", poll=0.02).start()
+    try:
+        trainer = Trainer(cfg)
+        rows = trainer.train()
+    finally:
+        labeller.stop()
+    with VoteStore(str(labels)) as store:
+        voted, total = store.progress()
+        decisive = sum(c in ("left", "right") for c in store.choices().values())
+    # 2 prompts x 2 noises x 2 step counts a collection = 4 pairs; 2 pre-training collections and 2 rounds
+    assert voted == total == labeller.votes == 16
+    buf = trainer.method.buffer
+    win, lose = ranked_pairs(buf.prompts, buf.steps, buf.rewards, 0.0, buf.groups)
+    assert len(win) == decisive  # the surrogate's pairs are the voted pairs, never two images of two votes
+    assert (buf.groups[win] == buf.groups[lose]).all()
+    assert len(ranked_pairs(buf.prompts, buf.steps, buf.rewards)[0]) > decisive  # what ignoring the groups would add
+    last = rows[-1]
+    assert last["eval/reward_2step_mean"] == last["eval/saturation/reward_2step_mean"]  # the judge scores evaluations
+
+
+def test_bench_human_reports_votes_and_the_rules_gain_and_resumes(tiny_dirs, tmp_path):
+    import yaml
+
+    from lasro.bench.human import bench_human
+    from lasro.config import config_to_dict
+
+    from .conftest import tiny_train_config
+
+    cfg = tiny_train_config(tmp_path / "unused", tiny_dirs["sdxl"], prompts={"final_eval": ["a red square"],
+                                                                            "final_eval_seeds": 2})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    rows = bench_human(str(path), rule="saturation", votes=12, seeds=(0,), out=str(tmp_path / "bench"))
+    assert rows[0]["votes"] >= 12 and rows[0]["rule"] == "saturation" and "gain_2step" in rows[0]
+    assert (tmp_path / "bench" / "human.md").read_text().count("| 0 | saturation |") == 1
+    assert bench_human(str(path), rule="saturation", votes=12, seeds=(0,), out=str(tmp_path / "bench")) == rows

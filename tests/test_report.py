@@ -191,6 +191,9 @@ def test_report_opens_from_a_file_url_without_console_errors_or_requests(finishe
     try:
         driver.get((finished_run / "report.html").as_uri())
         assert driver.title.startswith("lasro run")
+        text = driver.execute_script("return document.body.innerText")
+        gain = json.loads((finished_run / "final_eval.json").read_text())["gain"]["reward_2step"]
+        assert "Final paired evaluation" in text and f"{gain['mean']:+.4f}" in text  # the key number, as shown
         errors = console_problems(driver)
         assert not errors, errors
         # every image decoded (a broken data: URI has naturalWidth 0)
@@ -201,5 +204,7 @@ def test_report_opens_from_a_file_url_without_console_errors_or_requests(finishe
         resources = driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))")
         assert resources == []
+        shot = finished_run / "report_screenshot.png"
+        assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         driver.quit()

@@ -207,12 +207,15 @@ class VoteStore:
         return n
 
     def import_jsonl(self, path: str, source_folder: str | None = None) -> int:
-        """Add the pairs and votes of an export (images copied from ``source_folder``, default the file's
-        folder). Pairs already here are skipped. Returns how many were added."""
+        """Add the votes of an export: a pair queued here without a vote takes the exported vote (a copy of
+        this folder was labelled elsewhere); a new pair is added with its images (copied from
+        ``source_folder``, default the file's folder); a pair already voted here keeps its vote. Returns
+        how many votes were added."""
         import shutil
 
         source_folder = os.path.dirname(os.path.abspath(path)) if source_folder is None else source_folder
         known = {p.pair_id for p in self.pairs()}
+        voted = set(self.choices())
         added = 0
         with open(path, encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
@@ -229,7 +232,11 @@ class VoteStore:
                 choice = {v: k for k, v in LABELS.items()}.get(labels)
                 if choice is None:
                     raise VoteError(f"{path}:{line_no}: labels {labels} are not (1, 0), (0, 1) or (0.5, 0.5)")
-                if pair_id in known:
+                if pair_id in known:  # queued here (a copy of this folder was labelled elsewhere): its vote counts
+                    if pair_id not in voted:
+                        self.vote(pair_id, choice)
+                        voted.add(pair_id)
+                        added += 1
                     continue
                 names = []
                 for k, rel in enumerate(images):
@@ -245,5 +252,6 @@ class VoteStore:
                 self.add_pairs([Pair(pair_id, str(row.get("batch", "imported")), prompt, names[0], names[1])])
                 self.vote(pair_id, choice)
                 known.add(pair_id)
+                voted.add(pair_id)
                 added += 1
         return added

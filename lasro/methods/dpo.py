@@ -56,7 +56,7 @@ class DPO(Method):
         run = self.run
         self.samples = c = run.collector.collect(explore=False)
         stats = c.reward_stats()
-        self.pairs = ranked_pairs(c.prompts, c.steps, c.rewards)
+        self.pairs = ranked_pairs(c.prompts, c.steps, c.rewards, comparable=c.groups)
         if len(self.pairs[0]) == 0:
             log.warning("round %d: no same-prompt pair with different rewards (is the reward constant?): "
                         "no DPO step", round_index)

@@ -84,7 +84,8 @@ class LaSROConfig(Section):
 def _plain(c: Collection) -> dict:
     """A collection as tensors and plain data (its pixels are decoded again on resume)."""
     return {"latents": c.latents, "prompts": list(c.prompts), "rewards": torch.from_numpy(c.rewards),
-            "steps": torch.from_numpy(c.steps), "on_policy": torch.from_numpy(c.on_policy)}
+            "steps": torch.from_numpy(c.steps), "on_policy": torch.from_numpy(c.on_policy),
+            **({} if c.groups is None else {"groups": torch.from_numpy(c.groups)})}
 
 
 @register_method
@@ -130,7 +131,8 @@ class LaSRO(Method):
         while p["collections"] < a.pretrain_collect_rounds + 1:
             c = run.collector.collect(explore=True)
             if p["collections"] < a.pretrain_collect_rounds:
-                self.buffer.add(c.latents.to(run.gen.dtype), c.prompts, c.rewards, c.steps, 0, pixels=c.pixels)
+                self.buffer.add(c.latents.to(run.gen.dtype), c.prompts, c.rewards, c.steps, 0, pixels=c.pixels,
+                                groups=c.groups)
             else:
                 self.held_out = c
             p["collections"] += 1
@@ -196,7 +198,8 @@ class LaSRO(Method):
         if np.isfinite(gate):
             keep = self.cfg.lasro.pair_accuracy_window
             self.pair_accuracy_history = (self.pair_accuracy_history + [gate])[-keep:]
-        self.buffer.add(c.latents.to(self.run.gen.dtype), c.prompts, c.rewards, c.steps, round_index, pixels=c.pixels)
+        self.buffer.add(c.latents.to(self.run.gen.dtype), c.prompts, c.rewards, c.steps, round_index, pixels=c.pixels,
+                        groups=c.groups)
         return {**stats, **c.reward_stats()}
 
     @torch.no_grad()
@@ -204,7 +207,7 @@ class LaSRO(Method):
         """Per kind of pairs, the share of fresh (never trained on) same-prompt pairs the surrogate orders like
         the true reward (NaN: no pair): ``all``, or ``on_policy``, pairs of samples the generator itself
         would produce."""
-        win, lose = ranked_pairs(c.prompts, c.steps, c.rewards, self.cfg.surrogate.margin)
+        win, lose = ranked_pairs(c.prompts, c.steps, c.rewards, self.cfg.surrogate.margin, c.groups)
         if len(win) == 0:
             return [float("nan")] * len(kinds)
         s = self.scores(c.latents, c.prompts, c.steps, c.pixels)
@@ -398,7 +401,8 @@ class LaSRO(Method):
         held = state.objects.get("held_out")
         self.held_out = None if held is None else Collection(
             held["latents"], list(held["prompts"]), held["rewards"].numpy(), held["steps"].numpy(),
-            self.run.collector.decode_all(held["latents"]) if self.reads_pixels else None, held["on_policy"].numpy())
+            self.run.collector.decode_all(held["latents"]) if self.reads_pixels else None, held["on_policy"].numpy(),
+            held["groups"].numpy() if "groups" in held else None)
 
     def growth_bytes(self) -> int:
         """What the replay buffer's latents add to a checkpoint until it is full."""

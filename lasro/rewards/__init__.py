@@ -9,6 +9,7 @@ from lasro.rewards import remote as _remote  # noqa: F401  (registers remote)
 from lasro.rewards import ocr as _ocr  # noqa: F401  (registers ocr)
 from lasro.rewards import saturation as _saturation  # noqa: F401  (registers saturation)
 from lasro.rewards import hub as _hub  # noqa: F401  (registers the model-backed rewards)
+from lasro.rewards import human as _human  # noqa: F401  (registers human)
 
 __all__ = [
     "Reward",

@@ -7,10 +7,14 @@ import numpy as np
 import torch
 
 
-def same_prompt_groups(prompts: list[str], steps) -> list[np.ndarray]:
-    """Indices of the samples sharing a prompt and step count, one array per group, in first-seen order."""
+def same_prompt_groups(prompts: list[str], steps, comparable=None) -> list[np.ndarray]:
+    """Indices of the samples sharing a prompt and step count (and, when given, a ``comparable`` group: a
+    pairwise reward's pair), one array per group, in first-seen order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(prompts, np.asarray(steps).tolist())):
+    keys = np.asarray(steps).tolist()
+    if comparable is not None:
+        keys = list(zip(keys, np.asarray(comparable).tolist()))
+    for i, key in enumerate(zip(prompts, keys)):
         groups[key].append(i)
     return [np.asarray(idx) for idx in groups.values()]
 
@@ -21,11 +25,13 @@ def gather_samples(latents: torch.Tensor, prompts: list[str], steps: np.ndarray,
     return latents[torch.from_numpy(idx)], [prompts[i] for i in idx], torch.from_numpy(steps[idx])
 
 
-def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Every (winner, loser) pair of the same prompt and step count whose reward gap exceeds ``margin``."""
+def ranked_pairs(prompts: list[str], steps, rewards, margin: float = 0.0,
+                 comparable=None) -> tuple[np.ndarray, np.ndarray]:
+    """Every (winner, loser) pair of the same prompt and step count (and ``comparable`` group, when given)
+    whose reward gap exceeds ``margin``."""
     rewards = np.asarray(rewards, dtype=np.float64)
     win, lose = [], []
-    for idx in same_prompt_groups(prompts, steps):
+    for idx in same_prompt_groups(prompts, steps, comparable):
         r = rewards[idx]
         a, b = np.nonzero(r[:, None] - r[None, :] > margin)
         win.append(idx[a])
@@ -57,6 +63,7 @@ class ReplayBuffer:
         self.rewards = np.zeros(0, dtype=np.float64)
         self.steps = np.zeros(0, dtype=np.int64)
         self.rounds = np.zeros(0, dtype=np.int64)
+        self.groups = np.zeros(0, dtype=np.int64)  # comparable groups (0: an ordinary reward's samples)
         self._pairs: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # cache until the next add
 
     def __len__(self) -> int:
@@ -67,7 +74,7 @@ class ReplayBuffer:
         return sum(t.numel() * t.element_size() for t in (self.latents, self.pixels) if t is not None)
 
     def add(self, latents: torch.Tensor, prompts: list[str], rewards, steps, round_index: int,
-            pixels: torch.Tensor | None = None) -> None:
+            pixels: torch.Tensor | None = None, groups=None) -> None:
         n = latents.shape[0]
         if not (len(prompts) == len(rewards) == len(steps) == n):
             raise ValueError("latents, prompts, rewards and steps must have the same length")
@@ -84,6 +91,8 @@ class ReplayBuffer:
         self.rewards = np.concatenate([self.rewards, np.asarray(rewards, dtype=np.float64)])
         self.steps = np.concatenate([self.steps, np.asarray(steps, dtype=np.int64)])
         self.rounds = np.concatenate([self.rounds, np.full(n, round_index, dtype=np.int64)])
+        self.groups = np.concatenate([self.groups, np.zeros(n, np.int64) if groups is None
+                                      else np.asarray(groups, dtype=np.int64)])
         self._pairs = None
         drop = len(self) - self.capacity
         if drop > 0:
@@ -92,11 +101,13 @@ class ReplayBuffer:
                 self.pixels = self.pixels[drop:].clone()
             self.prompts = self.prompts[drop:]
             self.rewards, self.steps, self.rounds = self.rewards[drop:], self.steps[drop:], self.rounds[drop:]
+            self.groups = self.groups[drop:]
 
     def sample_pairs(self, n: int, rng: np.random.Generator, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (winner, loser) index pairs, recent-biased; empty arrays when no valid pair exists."""
         if self._pairs is None or self._pairs[0] != margin:
-            win, lose = ranked_pairs(self.prompts, self.steps, self.rewards, margin)
+            win, lose = ranked_pairs(self.prompts, self.steps, self.rewards, margin,
+                                     self.groups if self.groups.any() else None)
             age = (self.rounds.max() - np.maximum(self.rounds[win], self.rounds[lose])) if len(win) else win
             weight = self.recency_decay ** age.astype(np.float64)
             self._pairs = (margin, win, lose, weight / max(weight.sum(), 1e-300))
@@ -118,7 +129,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """Tensors and plain data only (checkpoints are loaded with weights_only)."""
         return {"latents": self.latents, "prompts": list(self.prompts),
-                **{k: torch.from_numpy(getattr(self, k).copy()) for k in ("rewards", "steps", "rounds")}}
+                **{k: torch.from_numpy(getattr(self, k).copy()) for k in ("rewards", "steps", "rounds", "groups")}}
 
     def load_state_dict(self, state: dict) -> None:
         self.latents = state["latents"]
@@ -126,5 +137,7 @@ class ReplayBuffer:
         self.rewards = np.asarray(state["rewards"], dtype=np.float64)
         self.steps = np.asarray(state["steps"], dtype=np.int64)
         self.rounds = np.asarray(state["rounds"], dtype=np.int64)
+        # checkpoints from before comparable groups: all zero, as those runs had no pairwise reward
+        self.groups = np.asarray(state.get("groups", np.zeros(len(self.rounds))), dtype=np.int64)
         self.pixels = None  # the owner decodes the latents again if its surrogate reads pixels
         self._pairs = None

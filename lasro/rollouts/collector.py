@@ -11,6 +11,8 @@ from lasro.rollouts.buffer import gather_samples
 from lasro.rollouts.distributed import SharedDraws
 from lasro.rollouts.overlap import BackgroundScorer
 
+GROUP_KEY = "comparable_group"  # a pairwise reward's info: samples of different groups are never compared
+
 
 @dataclass
 class Collection:
@@ -24,6 +26,9 @@ class Collection:
     steps: np.ndarray
     pixels: torch.Tensor | None = None
     on_policy: np.ndarray | None = None  # None: all of them
+    # which samples may be compared: a pairwise reward (e.g. human votes) scores an image only against its
+    # pair, and says so in its info "comparable_group"; None: every same-prompt pair is comparable
+    groups: np.ndarray | None = None
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         return gather_samples(self.latents, self.prompts, self.steps, idx)
@@ -76,7 +81,8 @@ class Collector:
 
     def score_and_gather(self, outs: list[torch.Tensor], prompts: list[str], global_prompts: list[str],
                          local_rewards: np.ndarray | None = None,
-                         local_pixels: torch.Tensor | None = None) -> Collection:
+                         local_pixels: torch.Tensor | None = None,
+                         local_groups: np.ndarray | None = None) -> Collection:
         """Score this process's k-step outputs (unless ``local_rewards`` and ``local_pixels``, step-major,
         were computed while sampling) and gather them step by step, so every process holds every sample in
         the order one process would."""
@@ -84,7 +90,7 @@ class Collector:
         if local_rewards is None:
             k_steps = np.repeat(np.arange(1, k + 1), n)
             local_pixels, out = self.score_latents(torch.cat(outs), prompts * k, k_steps)
-            local_rewards = out.scores
+            local_rewards, local_groups = out.scores, out.info.get(GROUP_KEY)
         latents = torch.cat([acc.gather(x.float().contiguous()).cpu() for x in outs])
         rewards = torch.cat([acc.gather(torch.from_numpy(r).to(acc.device)).cpu()
                              for r in np.split(local_rewards, k)]).numpy()
@@ -93,13 +99,17 @@ class Collector:
         pixels = None
         if self.keep_pixels:
             pixels = torch.cat([acc.gather(p.to(acc.device).contiguous()).cpu() for p in local_pixels.chunk(k)])
-        return Collection(latents, global_prompts * k, rewards, steps, pixels)
+        groups = None
+        if local_groups is not None:
+            groups = torch.cat([acc.gather(torch.from_numpy(np.asarray(g, np.float64)).to(acc.device)).cpu()
+                                for g in np.split(local_groups, k)]).numpy().astype(np.int64)
+        return Collection(latents, global_prompts * k, rewards, steps, pixels, groups=groups)
 
     def sample_and_score(self, noise, prompts: list[str], eps, t1, perturb):
         """Sample in chunks; each chunk is decoded and scored (in a worker thread with
         ``exploration.overlap_scoring``) while the next one samples. Returns the k-step outputs, the local
-        rewards and (when ``keep_pixels``, else None) the uint8 decodes, step-major, exactly as one unchunked
-        pass would order them."""
+        rewards, (when ``keep_pixels``, else None) the uint8 decodes and (for a pairwise reward, else None) the
+        comparable groups, step-major, exactly as one unchunked pass would order them."""
         chunk, n = self.chunk, len(prompts)
         parts: list[list[torch.Tensor]] = []
         with BackgroundScorer(self.score_latents, enabled=self.ex.overlap_scoring) as scorer:
@@ -120,7 +130,10 @@ class Collector:
         rewards = np.concatenate([np.split(out.scores, k)[j] for j in range(k) for _, out in done])
         pixels = (torch.cat([pix.chunk(k)[j] for j in range(k) for pix, _ in done])
                   if self.keep_pixels else None)  # full-size images are large: copy only if kept
-        return outs, rewards, pixels
+        groups = None
+        if any(GROUP_KEY in out.info for _, out in done):
+            groups = np.concatenate([np.split(out.info[GROUP_KEY], k)[j] for j in range(k) for _, out in done])
+        return outs, rewards, pixels, groups
 
     @torch.no_grad()
     def collect(self, explore: bool = True) -> Collection:
@@ -140,8 +153,8 @@ class Collector:
             global_index = torch.arange(n, device=noise.device) + self.acc.process_index * n
             mask = (global_index % 2 == 1).view(-1, 1, 1, 1).to(noise.dtype)
             perturb = [ex.perturb_std * mask * self.draws.randn(noise.shape) for _ in self.steps_1_2]
-        outs, local_rewards, local_pixels = self.sample_and_score(noise, prompts, eps, t1, perturb)
-        c = self.score_and_gather(outs, prompts, global_prompts, local_rewards, local_pixels)
+        outs, local_rewards, local_pixels, local_groups = self.sample_and_score(noise, prompts, eps, t1, perturb)
+        c = self.score_and_gather(outs, prompts, global_prompts, local_rewards, local_pixels, local_groups)
         total = len(global_prompts)
         explored_1 = np.zeros(total, dtype=bool) if perturb is None else np.arange(total) % 2 == 1
         explored_2 = explored_1 | (t1 is not None)

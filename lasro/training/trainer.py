@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from lasro.config import TrainConfig, config_to_dict
+from lasro.config import ConfigError, TrainConfig, config_to_dict
 from lasro.evaluation import (before_after_picture, interval_metrics, mean_metrics, paired_evaluation,
                               score_samples)
 from lasro.generators import FewStepGenerator, PromptEmbedCache
@@ -64,6 +64,15 @@ class Trainer:
         self.reward = build_reward(cfg.reward)
         method_cls.check_reward(self.reward)
         self.judges = build_judges(cfg.eval_rewards)
+        self.eval_reward, self.eval_reward_label = self.reward, None
+        if not getattr(self.reward.fn, "evaluates", True):  # people (reward: human) score training pairs only
+            if not self.judges:
+                raise ConfigError(f"reward {self.reward.name!r} cannot score the held-out evaluations (it asks "
+                                  "people about training pairs only); name a judge in eval_rewards, e.g. "
+                                  "[shapes_detector], to score them")
+            self.eval_reward_label = next(iter(self.judges))
+            self.eval_reward = self.judges[self.eval_reward_label]
+            log.info("reward %r: the evaluations' reward is the judge %r", self.reward.name, self.eval_reward_label)
 
         self.gen = generator or FewStepGenerator.from_config(cfg.model)
         self.gen.to(self.acc.device)
@@ -188,7 +197,7 @@ class Trainer:
         prompt and each image's true reward."""
         cfg = self.cfg
         prompts = [p for p in self.eval_prompts for _ in range(cfg.prompts.eval_seeds)]
-        scores, images = score_samples(self.gen, self.reward, prompts, seed=10_000 + cfg.seed,
+        scores, images = score_samples(self.gen, self.eval_reward, prompts, seed=10_000 + cfg.seed,
                                        steps=self.steps_1_2, unet=self.base_unet, chunk=self.chunk,
                                        autocast=self.acc.autocast, judges=self.judges)
         metrics = {**mean_metrics(scores), **interval_metrics(scores, prompts)}
@@ -209,12 +218,13 @@ class Trainer:
         cfg = self.cfg
         prompts = [p for p in self.final_eval_prompts for _ in range(cfg.prompts.final_eval_seeds)]
         seed = 20_000 + cfg.seed  # not the per-round monitor's noises
-        paired = paired_evaluation(self.gen, self.reward, prompts, seed=seed, steps=self.steps_1_2,
+        paired = paired_evaluation(self.gen, self.eval_reward, prompts, seed=seed, steps=self.steps_1_2,
                                    unet=self.base_unet, chunk=self.chunk, autocast=self.acc.autocast,
                                    judges=self.judges, keep_scores=True)
         scores = paired.pop("scores")
         result = {"prompts": cfg.prompts.final_eval, "samples": len(prompts), "seed": seed,
-                  "round": self.round, "reward_queries": self.reward_queries, **paired}
+                  "round": self.round, "reward_queries": self.reward_queries, **paired,
+                  **({} if self.eval_reward_label is None else {"reward_scored_by": self.eval_reward_label})}
         path = os.path.join(self.out, "final_eval.json")
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
