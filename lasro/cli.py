@@ -134,6 +134,9 @@ def cmd_eval(args) -> int:
     prompts = [p for p in resolve_prompts(prompt_set, "--prompts") for _ in range(args.seeds)]
     reward_spec = args.reward or cfg.reward
     reward, judges = build_reward(reward_spec), build_judges(list(cfg.eval_rewards) + (args.judge or []))
+    if not getattr(reward.fn, "evaluates", True):
+        raise ValueError(f"reward {reward.name!r} cannot score evaluation samples (it asks people about training "
+                         "pairs); name one that can with --reward NAME")
     row = {"model": cfg.model.pretrained, "lora": args.lora, "reward": reward_spec, "prompts": prompt_set,
            "samples": len(prompts), "seed": args.seed}
     if args.against_base:
@@ -181,6 +184,9 @@ def cmd_label(args) -> int:
         from lasro.labeling.app import LabelServer
 
         server = LabelServer(args.folder, host=args.host, port=args.port)
+        if args.host not in ("127.0.0.1", "localhost"):
+            print(f"lasro: warning: the label app listens on {args.host}: anyone who can reach port {args.port} "
+                  "can see the images and vote (there is no login); keep it on a trusted network", file=sys.stderr)
         server.start()
         voted, total = server.app.state.store.progress()
         print(f"label app for {args.folder} on {server.url} ({voted} of {total} pairs voted; Ctrl-C stops, "

@@ -131,6 +131,25 @@ def test_app_refuses_paths_outside_its_images_and_cross_origin_posts(client):
     assert client.post("/api/vote", content="pair_id=b0-0&choice=left", headers={
         **SAME, "Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
     assert client.get("/api/next").json()["voted"] == 0  # none of these counted
+    # DNS rebinding: a page served as evil.example that resolves to 127.0.0.1 sends its own name as Host
+    rebound = {"Host": "evil.example:8765", "Origin": "http://evil.example:8765"}
+    assert client.get("/api/next", headers=rebound).status_code == 400
+    assert client.post("/api/vote", json=vote, headers=rebound).status_code == 400
+    assert client.get("/api/next").headers["x-content-type-options"] == "nosniff"
+
+
+def test_undo_never_reaches_a_batch_the_trainer_used(tmp_path):
+    store = make_folder(tmp_path, batch="b0")
+    for p in store.pairs():
+        store.vote(p.pair_id, "left")
+    store.mark_consumed("b0")
+    assert store.undo() is None and store.progress() == (3, 3)
+
+
+def test_waiting_for_votes_stops_on_request(tmp_path):
+    store = make_folder(tmp_path)
+    with pytest.raises(InterruptedError, match="3 of 3 pairs"):
+        store.wait_for("b0", poll=0.01, should_stop=lambda: True)
 
 
 def start_label_server(folder, port):
@@ -236,8 +255,9 @@ def test_human_reward_pairs_images_waits_for_votes_and_reuses_a_batch(tmp_path):
     assert group[0] == group[1] != group[2] == group[3] and group.min() > 0
     again, _ = reward(images, prompts, meta)  # a resumed run regenerates the same batch: no new question
     assert list(again) == list(scores) and reward.store.progress() == (2, 2)
-    with pytest.raises(RewardError, match="two by two"):
+    with pytest.raises(RewardError, match="exactly two"):
         reward(images[:3], ["a", "a", "a"], [{"steps": 1}] * 3)
+    assert reward.store.undo() is None  # the batch was handed to the trainer
 
 
 def test_reward_human_trains_lasro_on_the_votes_alone(tiny_dirs, tmp_path):
@@ -286,3 +306,28 @@ def test_bench_human_reports_votes_and_the_rules_gain_and_resumes(tiny_dirs, tmp
     assert rows[0]["votes"] >= 12 and rows[0]["rule"] == "saturation" and "gain_2step" in rows[0]
     assert (tmp_path / "bench" / "human.md").read_text().count("| 0 | saturation |") == 1
     assert bench_human(str(path), rule="saturation", votes=12, seeds=(0,), out=str(tmp_path / "bench")) == rows
+
+
+def test_the_store_takes_votes_from_many_threads_at_once(tmp_path):
+    """The app's request threads (two tabs, a laptop and a phone) and the trainer share one connection."""
+    import threading
+
+    store = make_folder(tmp_path, n_pairs=40)
+    ids = [p.pair_id for p in store.pairs()]
+    errors = []
+
+    def voter(mine):
+        try:
+            for pair_id in mine:
+                store.vote(pair_id, "left")
+                store.progress()
+                store.next_pending()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=voter, args=(ids[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and store.progress() == (40, 40)

@@ -2,6 +2,9 @@
 
 FastAPI on uvicorn, bound to 127.0.0.1 unless told otherwise. What it guards against, since it is a server:
 - images come only from the label folder's ``images/`` and only by a safe file name, never by a path;
+- every request must name this machine in its ``Host`` header (127.0.0.1 or localhost unless the app is
+  bound to another address), so a web page whose own name an attacker re-points at 127.0.0.1 (DNS
+  rebinding) is refused;
 - every POST must come from the page itself: an ``Origin`` (or, failing that, ``Referer``) whose host and
   port are the server's, and a JSON body (a cross-site form cannot send one without a CORS preflight,
   which this app never grants);
@@ -20,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lasro.labeling.votes import SAFE_NAME, VoteError, VoteStore
 
@@ -43,8 +47,19 @@ def same_origin(request: Request) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == host
 
 
-def create_app(folder: str, title: str = "lasro label") -> FastAPI:
-    """The app over one label folder (``VoteStore``)."""
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host header values the app answers: loopback names, and the bound address if it is another one
+    (bound to every interface, any name: the caller warns that anyone who reaches the port can vote)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return LOOPBACK_NAMES + ([host] if host not in LOOPBACK_NAMES else [])
+
+
+def create_app(folder: str, title: str = "lasro label", host: str = HOST) -> FastAPI:
+    """The app over one label folder (``VoteStore``), bound to ``host``."""
     store = VoteStore(folder)
     page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                               autoescape=True).get_template("label.html.j2").render(title=title)
@@ -59,7 +74,11 @@ def create_app(folder: str, title: str = "lasro label") -> FastAPI:
                                     status_code=403)
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
                 return JSONResponse({"error": "send JSON (Content-Type: application/json)"}, status_code=415)
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))  # outermost: runs first
 
     def state(pair=None) -> dict:
         voted, total = store.progress()
@@ -111,7 +130,7 @@ class LabelServer:
     runs). ``with LabelServer(folder) as s: s.url``."""
 
     def __init__(self, folder: str, host: str = HOST, port: int = PORT, log_level: str = "warning"):
-        self.app = create_app(folder)
+        self.app = create_app(folder, host=host)
         self.config = uvicorn.Config(self.app, host=host, port=port, log_level=log_level, access_log=False)
         self.server = uvicorn.Server(self.config)
         self.thread: threading.Thread | None = None

@@ -14,10 +14,12 @@ preference, 0.5/0.5 for a tie), ``batch``. Skipped pairs are not exported; unvot
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 
@@ -45,7 +47,18 @@ CREATE TABLE IF NOT EXISTS votes (
     undone INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (pair_id, undone);
+CREATE TABLE IF NOT EXISTS consumed (batch TEXT PRIMARY KEY);
 """
+
+
+def locked(method):
+    """One store call at a time: a transaction belongs to the whole sqlite connection, which the app's
+    request threads and the trainer share."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return call
 
 
 class VoteError(ValueError):
@@ -76,12 +89,14 @@ class VoteStore:
         self.images = os.path.join(self.folder, IMAGES)
         os.makedirs(self.images, exist_ok=True)
         self.path = os.path.join(self.folder, DB_FILE)
-        # one connection per store; the app's threads share it under sqlite's own serialisation
+        # one connection per store, shared by the app's threads: every method holds self.lock (``locked``)
+        self.lock = threading.RLock()
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
 
+    @locked
     def close(self) -> None:
         self.db.close()
 
@@ -92,6 +107,7 @@ class VoteStore:
         self.close()
 
     # pairs -----------------------------------------------------------------------------------------------
+    @locked
     def add_pairs(self, pairs: list[Pair]) -> None:
         """Queue pairs for labelling (one transaction); a pair id already queued is an error."""
         for p in pairs:
@@ -112,13 +128,15 @@ class VoteStore:
             except sqlite3.IntegrityError as e:
                 raise VoteError(f"a pair id is already queued in {self.path}: {e}") from None
 
+    @locked
     def pair(self, pair_id: str) -> Pair:
         row = self.db.execute("SELECT pair_id, batch, prompt, image_0, image_1 FROM pairs WHERE pair_id = ?",
                               (pair_id,)).fetchone()
         if row is None:
-            raise VoteError(f"no pair {pair_id!r} in {self.path}")
+            raise VoteError(f"no pair {pair_id!r} in this label folder")
         return Pair(*row)
 
+    @locked
     def next_pending(self) -> Pair | None:
         """The oldest queued pair without a vote, or None."""
         row = self.db.execute(
@@ -127,6 +145,7 @@ class VoteStore:
         return None if row is None else Pair(*row)
 
     # votes -----------------------------------------------------------------------------------------------
+    @locked
     def vote(self, pair_id: str, choice: str) -> None:
         """Record a choice, committed to disk before this returns."""
         if choice not in CHOICES:
@@ -138,22 +157,34 @@ class VoteStore:
             self.db.execute("INSERT INTO votes (pair_id, choice, time) VALUES (?, ?, ?)",
                             (pair_id, choice, time.time()))
 
+    @locked
     def undo(self) -> str | None:
-        """Withdraw the latest standing vote; its pair is pending again. Returns that pair's id (None: none)."""
+        """Withdraw the latest standing vote of a batch not yet trained on; its pair is pending again. Returns
+        that pair's id (None: nothing to undo)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute("SELECT seq, pair_id FROM votes WHERE undone = 0 ORDER BY seq DESC LIMIT 1").fetchone()
+            row = self.db.execute(
+                "SELECT v.seq, v.pair_id FROM votes v JOIN pairs p ON p.pair_id = v.pair_id WHERE v.undone = 0 "
+                "AND p.batch NOT IN (SELECT batch FROM consumed) ORDER BY v.seq DESC LIMIT 1").fetchone()
             if row is None:
                 return None
             self.db.execute("UPDATE votes SET undone = 1 WHERE seq = ?", (row[0],))
             return row[1]
 
+    @locked
+    def mark_consumed(self, batch: str) -> None:
+        """The trainer has used ``batch``'s votes: undo no longer reaches them."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO consumed (batch) VALUES (?)", (batch,))
+
+    @locked
     def choices(self, batch: str | None = None) -> dict[str, str]:
         """pair id -> standing choice, for one batch or all."""
         sql = ("SELECT v.pair_id, v.choice FROM votes v JOIN pairs p ON p.pair_id = v.pair_id WHERE v.undone = 0"
                + (" AND p.batch = ?" if batch is not None else ""))
         return dict(self.db.execute(sql, (batch,) if batch is not None else ()).fetchall())
 
+    @locked
     def progress(self, batch: str | None = None) -> tuple[int, int]:
         """(voted, queued) pairs, for one batch or all."""
         where = " WHERE batch = ?" if batch is not None else ""
@@ -161,31 +192,39 @@ class VoteStore:
         total = self.db.execute("SELECT COUNT(*) FROM pairs" + where, args).fetchone()[0]
         return len(self.choices(batch)), total
 
+    @locked
     def pairs(self, batch: str | None = None) -> list[Pair]:
         where = " WHERE batch = ?" if batch is not None else ""
         rows = self.db.execute("SELECT pair_id, batch, prompt, image_0, image_1 FROM pairs" + where + " ORDER BY seq",
                                (batch,) if batch is not None else ()).fetchall()
         return [Pair(*r) for r in rows]
 
-    def wait_for(self, batch: str, timeout: float | None = None, poll: float = 0.5,
-                 on_progress=None) -> dict[str, str]:
+    def wait_for(self, batch: str, timeout: float | None = None, poll: float = 0.5, on_progress=None,
+                 should_stop=None) -> dict[str, str]:
         """Block until every pair of ``batch`` has a vote; its choices. ``on_progress(voted, total)`` is called
-        whenever the count changes; a ``timeout`` (seconds) raises TimeoutError naming what is missing."""
+        whenever the count changes; a ``timeout`` (seconds) raises TimeoutError naming what is missing;
+        ``should_stop()`` true (a stop request) raises InterruptedError."""
         start, seen = time.monotonic(), None
+        total = len(self.pairs(batch))
         while True:
-            voted, total = self.progress(batch)
+            choices = self.choices(batch)  # one read: an undo between two reads cannot split them
+            voted = len(choices)
             if (voted, total) != seen:
                 seen = (voted, total)
                 if on_progress is not None:
                     on_progress(voted, total)
             if voted >= total:
-                return self.choices(batch)
+                return choices
+            if should_stop is not None and should_stop():
+                raise InterruptedError(f"stopped while {total - voted} of {total} pairs of batch {batch} wait "
+                                       "for a vote")
             if timeout is not None and time.monotonic() - start > timeout:
                 raise TimeoutError(f"{total - voted} of {total} pairs of batch {batch} still have no vote after "
                                    f"{timeout:.0f} s; open the label app and vote, or raise the timeout")
             time.sleep(poll)
 
     # exchange ----------------------------------------------------------------------------------------------
+    @locked
     def export_jsonl(self, path: str) -> int:
         """Write the standing preferences and ties (not skips) as JSON lines; returns how many."""
         choices = self.choices()
@@ -206,6 +245,7 @@ class VoteStore:
         os.replace(tmp, path)
         return n
 
+    @locked
     def import_jsonl(self, path: str, source_folder: str | None = None) -> int:
         """Add the votes of an export: a pair queued here without a vote takes the exported vote (a copy of
         this folder was labelled elsewhere); a new pair is added with its images (copied from

@@ -34,18 +34,17 @@ SCORES = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5), "skip": (0
 
 
 def pair_indices(prompts: list[str], metadata: list[dict]) -> list[tuple[int, int]]:
-    """Consecutive images of the same prompt and step count, two by two; an odd one out is an error."""
+    """The two images of each prompt and step count; any other number is an error (a method that compares
+    all samples of a prompt, as PPO's and GORS's normalisations do, would then compare different votes)."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (p, m) in enumerate(zip(prompts, metadata)):
         groups[(p, m.get("steps"))].append(i)
-    pairs = []
     for (prompt, steps), idx in groups.items():
-        if len(idx) % 2:
+        if len(idx) != 2:
             raise RewardError(f"reward 'human' got {len(idx)} image(s) of prompt {prompt!r} at {steps} step(s) in one "
-                              "batch; it needs them two by two: set exploration.samples_per_prompt to an even number "
-                              "(2 is best: every image is voted on once)")
-        pairs += [(idx[j], idx[j + 1]) for j in range(0, len(idx), 2)]
-    return pairs
+                              "batch; it needs exactly two, one pair to vote on: set exploration.samples_per_prompt: 2 "
+                              "and no more prompts_per_round than there are training prompts (no prompt drawn twice)")
+    return [(idx[0], idx[1]) for idx in groups.values()]
 
 
 @register_reward("human", description="People's choices between two images of a prompt, from the lasro label "
@@ -67,6 +66,7 @@ class HumanReward(Reward):
         self.timeout, self.poll = timeout, poll
         self.store = VoteStore(dir)
         self.server = None
+        self.should_stop = None  # set by the trainer: true once a stop (Ctrl-C, SIGTERM) is requested
 
     def url(self) -> str:
         return self.server.url if self.server is not None else f"http://{self.host}:{self.port}/"
@@ -107,12 +107,20 @@ class HumanReward(Reward):
                 for name, i in zip(names, (a, b)):
                     with open(os.path.join(self.store.images, name), "wb") as f:
                         f.write(encoded[i])
+                        f.flush()
+                        os.fsync(f.fileno())  # on disk before its pair is queued
                 queued.append(Pair(f"{batch}-{j}", batch, prompts[a], *names))
             self.store.add_pairs(queued)
         else:
             log.info("batch %s was queued before (a resumed run): its votes so far count", batch)
         self.start_app()
-        choices = self.store.wait_for(batch, timeout=self.timeout, poll=self.poll, on_progress=self.progress_log())
+        try:
+            choices = self.store.wait_for(batch, timeout=self.timeout, poll=self.poll, on_progress=self.progress_log(),
+                                          should_stop=self.should_stop)
+        except InterruptedError as e:
+            raise RewardError(f"reward 'human': {e}. The votes so far are kept in {self.dir}; resume with --resume "
+                              "latest: the batch is sampled again and, sampled identically, finds them") from None
+        self.store.mark_consumed(batch)
         scores = np.full(len(images), 0.5)
         group = np.zeros(len(images), dtype=np.float64)
         seq = {p.pair_id: n for n, p in enumerate(self.store.pairs())}

@@ -94,6 +94,8 @@ class Trainer:
         self._nonfinite = {"generator": 0, "surrogate": 0}
         self.in_warm_start = False  # resumed from a checkpoint taken during round 0's warm start
         self.stop = StopRequests()  # listens for SIGTERM / Ctrl-C while train() runs
+        if hasattr(self.reward.fn, "should_stop"):  # a reward that waits (for people's votes) stops waiting too
+            self.reward.fn.should_stop = lambda: self.stop.signum is not None
         self.elapsed = 0.0  # wall seconds of earlier sessions of this run (from a checkpoint)
         self.t_start = time.time()
         self.out = cfg.logging.output_dir
