@@ -229,6 +229,8 @@ def cmd_methods(args) -> int:
 def cmd_bench_step(args) -> int:
     from lasro.bench.step import bench_step
 
+    if args.batch:
+        args.set = [*args.set, f"optim.batch_size={args.batch}"]
     print(json.dumps(bench_step(_config(args), repeats=args.repeats, warmup=args.warmup)))
     return 0
 
@@ -412,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
     with_timing(bs)
+    bs.add_argument("--batch", type=int, help="samples per step (stands for --set optim.batch_size=N)")
     bs.set_defaults(fn=cmd_bench_step)
     bo = b.add_parser("overlap", help="seconds of one collection round, reward scored inline vs overlapped "
                                       "with sampling")

@@ -107,6 +107,12 @@ class SurrogateConfig(Section):
     # either way (its UNet encoder already encodes position); the detector 0.64 / 0.65 (docs/results/probes/)
     coordinates: bool = True
     pixel_layers: int = Field(3, ge=1)  # pixel surrogate: stride-2 conv blocks
+    # latent surrogate, ours (the paper's ablation space): the first N down blocks of the UNet encoder only (no
+    # mid block when N is fewer than all); None: all of them and the mid block, as the paper
+    encoder_blocks: int | None = Field(None, ge=1)
+    # latent surrogate: recompute each encoder block's activations in the backward pass (less memory, one
+    # more forward pass through the encoder per generator step)
+    gradient_checkpointing: bool = False
     # ours: K independently initialised surrogates, each trained with its own Bradley-Terry loss on the
     # same pairs (pixel members share one decode); pair accuracy reads their mean score
     ensemble: int = Field(1, ge=1)

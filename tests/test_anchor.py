@@ -73,3 +73,46 @@ def test_trust_region_clip_follows_the_gates_pair_accuracy(moved_trainer):
         assert stats["generator/trust_region_clip"] == pytest.approx(2.0)
     finally:
         a.trust_region_accuracy, a.trust_region_clip, a.pair_accuracy_window, m.pair_accuracy_history = saved
+
+
+def test_lora_weight_change_is_the_mean_squared_adapted_weight_change(moved_trainer):
+    from lasro.generators import lora_weight_change
+
+    unet = moved_trainer.gen.unet
+    total, count = 0.0, 0
+    for module in unet.modules():
+        if isinstance(getattr(module, "lora_A", None), torch.nn.ModuleDict) and "default" in module.lora_A:
+            a = module.lora_A["default"].weight.detach().flatten(1)
+            b = module.lora_B["default"].weight.detach().flatten(1)
+            delta = module.scaling["default"] * (b @ a)  # the explicit weight change
+            total, count = total + float(delta.square().sum()), count + delta.numel()
+    got = lora_weight_change(unet)
+    assert got.requires_grad and got.item() == pytest.approx(total / count, rel=1e-4)
+
+
+def test_cheaper_regularisers_skip_the_reference_pass(moved_trainer):
+    """lora_l2 never runs the anchor's reference pass; anchor_every k runs it on every k-th step only."""
+    t, a = moved_trainer, moved_trainer.cfg.lasro
+    saved = (a.regularizer, a.anchor_every, a.anchor)
+    calls = []
+    real_model = t.method.anchor_model
+
+    def counting_anchor_model():
+        calls.append(1)
+        return real_model()
+
+    t.method.anchor_model = counting_anchor_model
+    try:
+        a.anchor = "initial"
+        a.regularizer = "lora_l2"
+        loss, stats = t.method.generator_loss(["a red circle", "a blue square"])
+        assert calls == [] and stats["generator/lora_weight_change"] > 0 and "generator/anchor" not in stats
+        a.regularizer, a.anchor_every = "anchor", 3
+        due, anchored = [], []
+        for _ in range(3):
+            due.append(t.method.generator_steps_taken() % 3 == 0)
+            anchored.append("generator/anchor" in t.generator_step(t.method.generator_loss))
+        assert anchored == due and sum(anchored) == 1 and len(calls) == 1
+    finally:
+        a.regularizer, a.anchor_every, a.anchor = saved
+        del t.method.anchor_model

@@ -22,3 +22,14 @@ def test_bench_overlap_times_both_ways_and_leaves_the_config_alone(tmp_path, cap
     assert abs(result["speedup"] - result["inline_s"] / result["overlapped_s"]) < 0.01
     assert result["samples_per_round"] == 32 and result["chunk"] < 16
     assert cfg.exploration.overlap_scoring is True
+
+
+def test_bench_step_batch_flag_sets_the_batch(capsys):
+    import json
+
+    from lasro.cli import main
+
+    assert main(["bench", "step", "configs/tiny-jpeg.yaml", "--batch", "3", "--repeats", "1", "--warmup", "0",
+                 "--set", "lasro.regularizer=lora_l2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["batch"] == 3 and result["regularizer"] == "lora_l2"

@@ -189,3 +189,33 @@ def test_coordinate_channels_let_a_surrogate_tell_where_a_feature_is(space):
     score = sur(lat, emb, torch.tensor([1, 1]))
     score.sum().backward()
     assert score.shape == (2,) and lat.grad is not None and lat.grad.abs().sum() > 0
+
+
+def test_checkpointed_encoder_gives_the_same_scores_and_gradients():
+    gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
+    emb, steps = gen.encode_prompts(["a", "b"]), torch.tensor([1, 2])
+    latents = torch.randn(2, 4, 8, 8)
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        s = LatentSurrogate(gen.unet, gradient_checkpointing=checkpointing)
+        s.add_backbone_lora(2, 2)
+        x = latents.clone().requires_grad_(True)
+        score = s(x, emb, steps)
+        score.sum().backward()
+        results.append((score.detach(), x.grad))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_fewer_encoder_blocks_make_a_smaller_surrogate_that_still_scores():
+    gen = FewStepGenerator(build_tiny_pipeline(family="sdxl"))
+    full, short = LatentSurrogate(gen.unet), LatentSurrogate(gen.unet, encoder_blocks=1)
+    assert len(short.down_blocks) == 1 and short.mid_block is None
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters())
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    score = short(x, gen.encode_prompts(["a", "b"]), torch.tensor([1, 2]))
+    score.sum().backward()
+    assert score.shape == (2,) and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="encoder_blocks must be 1 to"):
+        LatentSurrogate(gen.unet, encoder_blocks=len(gen.unet.down_blocks) + 1)

@@ -48,7 +48,7 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             "resolution": tr.gen.resolution, "batch": len(prompts), "steps": len(tr.gen.timesteps),
             "unet_params_m": round(count(tr.base_unet) / 1e6, 2),
             "surrogate_params_m": round(count(tr.method.base_surrogate) / 1e6, 2),
-            "regularizer": cfg.lasro.regularizer, "repeats": repeats,
+            "regularizer": cfg.lasro.regularizer, "anchor_every": cfg.lasro.anchor_every, "repeats": repeats,
             "lasro_step_s": round(lasro_s, 4), "bare_2step_lora_fwd_bwd_s": round(bare_s, 4),
             "ratio": round(lasro_s / bare_s, 3), "peak_memory_mib": round(peak_memory_mib(dev), 1),
             "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],

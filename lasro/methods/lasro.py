@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from lasro.config import Section, must
-from lasro.generators import PromptEmbeds, adapters_off, weights_swapped
+from lasro.generators import PromptEmbeds, adapters_off, lora_weight_change, weights_swapped
 from lasro.methods.base import Method, MethodState
 from lasro.methods.common import generator_inputs, sample_with_grad, step_weights
 from lasro.methods.registry import register_method
@@ -46,8 +46,17 @@ class LaSROConfig(Section):
     # after the collections), so a kill during it loses at most that much work
     pretrain_checkpoint_every: int = Field(250, ge=0)
     surrogate_steps: int = 20
-    regularizer: Literal["anchor", "none"] = "anchor"
+    # anchor (ours, the paper's consistency distillation not implemented): c x MSE between the outputs and the
+    # initial (or round-start) model's on the same noises, a no-grad reference pass each step. lora_l2 (ours):
+    # lora_l2_weight x the mean squared change of the adapted weights, no reference pass (see lora_weight_change)
+    regularizer: Literal["anchor", "lora_l2", "none"] = "anchor"
     reg_weight: float = 1.0  # c
+    # the anchor's reference pass and penalty every this many generator steps only, the penalty x this much
+    # (its average weight unchanged): 1/k of the reference passes
+    anchor_every: int = Field(1, ge=1)
+    # lora_l2's weight. Scale (not tuned): at the end of the demo's main job the mean squared weight change
+    # was 1.9e-6 while the anchor's MSE was 0.36, so 1e5 makes the two penalties of a similar size there
+    lora_l2_weight: float = Field(1e5, ge=0)
     # ours: what the anchor holds the outputs to. initial: the frozen initial model (bounds the total move);
     # round: the generator as it was when the round's generator steps began, a trust region that moves
     # with the surrogate's freshest data and leaves the total move to the rounds. On the demo, round drifted
@@ -277,7 +286,8 @@ class LaSRO(Method):
         n = len(prompts)
         emb, noise, eps = inputs = generator_inputs(run, prompts)
         refs = starts = None
-        anchored = a.regularizer == "anchor" and a.reg_weight > 0
+        anchored = (a.regularizer == "anchor" and a.reg_weight > 0
+                    and self.generator_steps_taken() % a.anchor_every == 0)
         relative = a.trust_region == "relative"
         # the reference passes run before the differentiable one: the round's weights are swapped in place
         if anchored or s.pessimism > 0:
@@ -331,9 +341,18 @@ class LaSRO(Method):
                 stats[f"generator/surrogate_member_std_{k}step"] = float(spread.mean())
         if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
-            loss = loss + a.reg_weight * reg
+            loss = loss + a.reg_weight * a.anchor_every * reg
             stats["generator/anchor"] = float(reg.detach())
+        elif a.regularizer == "lora_l2" and a.lora_l2_weight > 0:
+            reg = lora_weight_change(run.gen.unet)
+            loss = loss + a.lora_l2_weight * reg
+            stats["generator/lora_weight_change"] = float(reg.detach())
         return loss, stats
+
+    def generator_steps_taken(self) -> int:
+        """The generator optimiser's step count (in its checkpointed state, so a resumed run agrees)."""
+        state = self.run.gen_opt.state.get(self.run.lora_params[0], {})
+        return int(state.get("step", 0))
 
     def trust_region_clip(self) -> float:
         """This round's clip in within-prompt stds: ``lasro.trust_region_clip``, scaled by the gate's

@@ -37,7 +37,8 @@ def _build_one(s, gen) -> LatentSurrogate | PixelSurrogate:
         return PixelSurrogate(gen.decode_pixels, gen.unet.config.cross_attention_dim, channels=s.pixel_channels,
                               layers=s.pixel_layers, step_embedding=s.step_embedding, coordinates=s.coordinates)
     model = LatentSurrogate(gen.unet, head_channels=s.head_channels or None, head_layers=s.head_layers,
-                            timestep=s.timestep, step_embedding=s.step_embedding, coordinates=s.coordinates)
+                            timestep=s.timestep, step_embedding=s.step_embedding, coordinates=s.coordinates,
+                            encoder_blocks=s.encoder_blocks, gradient_checkpointing=s.gradient_checkpointing)
     if s.backbone == "lora":
         model.add_backbone_lora(s.lora_rank, s.lora_alpha)
     elif s.backbone == "frozen":

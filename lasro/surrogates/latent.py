@@ -11,6 +11,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lasro.generators.few_step import PromptEmbeds
 from lasro.surrogates.layers import ScoreHead
@@ -22,7 +23,11 @@ class LatentSurrogate(nn.Module):
     """Scores clean latents; differentiable in the latent, so the generator can ascend it."""
 
     def __init__(self, unet, head_channels: int | None = None, head_layers: int = 2, timestep: int = 0,
-                 step_embedding: bool = True, coordinates: bool = False):
+                 step_embedding: bool = True, coordinates: bool = False, encoder_blocks: int | None = None,
+                 gradient_checkpointing: bool = False):
+        """``encoder_blocks``: keep only the first N down blocks (and no mid block when N is fewer than all),
+        a cheaper encoder (the paper's ablation space); ``gradient_checkpointing``: recompute each block's
+        activations in the backward pass instead of keeping them (memory for time)."""
         super().__init__()
         cfg = unet.config
         if cfg.addition_embed_type not in (None, "text_time"):
@@ -37,13 +42,18 @@ class LatentSurrogate(nn.Module):
         if self.text_time:
             self.add_time_proj = copy.deepcopy(unet.add_time_proj)
             self.add_embedding = copy.deepcopy(unet.add_embedding)
-        self.down_blocks = copy.deepcopy(unet.down_blocks)
-        self.mid_block = copy.deepcopy(unet.mid_block) if unet.mid_block is not None else None
+        blocks = len(unet.down_blocks)
+        kept = blocks if encoder_blocks is None else encoder_blocks
+        if not 1 <= kept <= blocks:
+            raise ValueError(f"surrogate.encoder_blocks must be 1 to {blocks} (this UNet's down blocks); got {kept}")
+        self.down_blocks = nn.ModuleList(copy.deepcopy(unet.down_blocks[i]) for i in range(kept))
+        self.mid_block = copy.deepcopy(unet.mid_block) if unet.mid_block is not None and kept == blocks else None
+        self.gradient_checkpointing = gradient_checkpointing
         emb_dim = self.time_embedding.linear_2.out_features
         self.step_embedding = nn.Embedding(3, emb_dim) if step_embedding else None
         if self.step_embedding is not None:
             nn.init.zeros_(self.step_embedding.weight)  # starts as the pretrained encoder exactly
-        feat = cfg.block_out_channels[-1]
+        feat = cfg.block_out_channels[kept - 1]
         self.head = ScoreHead(feat, head_channels or min(feat, 256), head_layers, coordinates=coordinates)
         self.register_buffer("timestep", torch.tensor(int(timestep)), persistent=False)
         # The copies keep the generator's frozen flags; the surrogate starts fully trainable and
@@ -91,13 +101,24 @@ class LatentSurrogate(nn.Module):
         ctx = embeds.hidden.to(dtype)
         h = self.conv_in(latents.to(dtype))
         for block in self.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=ctx)
-            else:
-                h, _ = block(hidden_states=h, temb=emb)
+            h = self._run(_down, block, h, emb, ctx)
         if self.mid_block is not None:
-            if getattr(self.mid_block, "has_cross_attention", False):
-                h = self.mid_block(h, emb, encoder_hidden_states=ctx)
-            else:
-                h = self.mid_block(h, emb)
+            h = self._run(_mid, self.mid_block, h, emb, ctx)
         return self.head(h.float())
+
+    def _run(self, fn, block, h, emb, ctx):
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, block, h, emb, ctx, use_reentrant=False)
+        return fn(block, h, emb, ctx)
+
+
+def _down(block, h, emb, ctx):
+    if getattr(block, "has_cross_attention", False):
+        return block(hidden_states=h, temb=emb, encoder_hidden_states=ctx)[0]
+    return block(hidden_states=h, temb=emb)[0]
+
+
+def _mid(block, h, emb, ctx):
+    if getattr(block, "has_cross_attention", False):
+        return block(h, emb, encoder_hidden_states=ctx)
+    return block(h, emb)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The prepared GPU check: `lasro bench step` at full SDXL-Turbo size (random init, so no download), bf16, 512 x 512,
+# batch 1, 4 and 8, one JSON line each (a failed batch prints {"batch": N, "error": ...} and the next one runs).
+# Budget: under 8 minutes on one H200-class GPU (each batch is capped at 150 s).
+#
+# Needs python3 with a CUDA build of torch. lasro runs from this checkout (PYTHONPATH), not installed. On a machine
+# without lasro's other dependencies, put their wheels in .whl/ (diffusers, pydantic and its parts, ...); they are
+# installed into /tmp/site first. Run from anywhere:  bash bench/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'" || exit 1
+for batch in 1 4 8; do
+  timeout 150 python3 -m lasro.cli bench step configs/bench-sdxl-turbo-random.yaml --batch "$batch" \
+    --set model.gradient_checkpointing=true --repeats 2 --warmup 1
+  rc=$?
+  [ $rc -eq 0 ] || echo "{\"batch\": $batch, \"error\": \"exit $rc (124: over 150 s)\"}"
+done
