@@ -4,8 +4,9 @@
 # Budget: under 8 minutes on one H200-class GPU (each batch is capped at 150 s).
 #
 # Needs python3 with a CUDA build of torch. lasro runs from this checkout (PYTHONPATH), not installed. On a machine
-# without lasro's other dependencies, put their wheels in .whl/ (diffusers, pydantic and its parts, ...); they are
-# installed into /tmp/site first. Run from anywhere:  bash bench/gpu_check.sh
+# without lasro's other dependencies, put their wheels in .whl/ first (for the nvidia-h200 image: diffusers,
+# pydantic, pydantic-core, annotated-types, typing-inspection; the others are there); they are installed into
+# /tmp/site. It stops at once, naming the module, if an import fails. Run from anywhere:  bash bench/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
@@ -15,9 +16,10 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'" || exit 1
+python3 -c "import lasro.bench.step" || { echo "a dependency of lasro is missing (see above): add its wheel to .whl/"; exit 1; }
 for batch in 1 4 8; do
   timeout 150 python3 -m lasro.cli bench step configs/bench-sdxl-turbo-random.yaml --batch "$batch" \
     --set model.gradient_checkpointing=true --repeats 2 --warmup 1
   rc=$?
-  [ $rc -eq 0 ] || echo "{\"batch\": $batch, \"error\": \"exit $rc (124: over 150 s)\"}"
+  [ $rc -eq 0 ] || echo "{\"batch\": $batch, \"error\": \"exit $rc$([ $rc -eq 124 ] && echo ': over 150 s')\"}"
 done

@@ -28,3 +28,10 @@ def test_clean_renders_score_one_and_errors_cost():
     blank = Image.new("RGB", (64, 64), (255, 255, 255))
     out = reward([teal, faint, blank], ["a blue square", "a red square", "a red square"])
     assert list(out.scores) == [0.0, 0.0, 0.0] and out.info["ghost_share"][1] > 0.9
+    red = Image.new("RGB", (64, 64), (255, 255, 255))
+    red.paste(shapes.COLOURS["red"], (10, 10, 30, 30))
+    dropped = reward([red, red], ["a red square", "a red circle and a blue square"])
+    assert dropped.scores[0] == 1.0 and dropped.scores[1] == 0.5  # the blue the prompt asked for is missing
+    clear = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    clear.paste((*shapes.COLOURS["red"], 255), (10, 10, 30, 30))
+    assert reward([clear], ["a red square"]).scores[0] == 1.0  # transparency reads as the white background

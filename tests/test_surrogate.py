@@ -219,3 +219,25 @@ def test_fewer_encoder_blocks_make_a_smaller_surrogate_that_still_scores():
     assert score.shape == (2,) and x.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="encoder_blocks must be 1 to"):
         LatentSurrogate(gen.unet, encoder_blocks=len(gen.unet.down_blocks) + 1)
+
+
+def test_checkpointed_surrogate_gives_the_generator_the_same_gradient(tiny_dirs, tmp_path):
+    """The generator's step runs the surrogate frozen and unfreezes it before backward: the recomputation
+    must replay the forward pass as it was."""
+    from lasro.training import Trainer
+
+    from .conftest import tiny_train_config
+
+    cfg = tiny_train_config(tmp_path, tiny_dirs["sdxl"], surrogate={"space": "latent", "coordinates": False})
+    trainer = Trainer(cfg)
+    trainer.method.warm_start()
+    grads, draws = [], trainer.draws.state_dict()
+    for checkpointing in (False, True):
+        trainer.method.base_surrogate.gradient_checkpointing = checkpointing
+        trainer.gen_opt.zero_grad(set_to_none=True)
+        trainer.draws.load_state_dict(draws)  # the same noises both times
+        loss, _ = trainer.method.generator_loss(["a red circle", "a blue square"])
+        loss.backward()
+        grads.append([p.grad.clone() for p in trainer.lora_params])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

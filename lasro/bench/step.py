@@ -39,10 +39,15 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
         for _ in range(warmup):
             lasro_step()
             bare_step()
-        t_lasro = [timed(lasro_step, dev) for _ in range(repeats)]
+        # with the anchor every k steps, one step's cost depends on where it falls: time whole cycles of k
+        # and take the mean (else the median)
+        k = cfg.lasro.anchor_every
+        cycles = k > 1
+        t_lasro = [timed(lasro_step, dev) for _ in range(-(-repeats // k) * k if cycles else repeats)]
         t_bare = [timed(bare_step, dev) for _ in range(repeats)]
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        lasro_s, bare_s = statistics.median(t_lasro), statistics.median(t_bare)
+        lasro_s = statistics.mean(t_lasro) if cycles else statistics.median(t_lasro)
+        bare_s = statistics.median(t_bare)
         return {
             "model": cfg.model.pretrained, "dtype": cfg.model.dtype, "device": str(dev),
             "resolution": tr.gen.resolution, "batch": len(prompts), "steps": len(tr.gen.timesteps),

@@ -48,11 +48,14 @@ class LaSROConfig(Section):
     surrogate_steps: int = 20
     # anchor (ours, the paper's consistency distillation not implemented): c x MSE between the outputs and the
     # initial (or round-start) model's on the same noises, a no-grad reference pass each step. lora_l2 (ours):
-    # lora_l2_weight x the mean squared change of the adapted weights, no reference pass (see lora_weight_change)
+    # lora_l2_weight x the mean squared change of the adapted weights from the initial model (whatever
+    # lasro.anchor says), without the anchor's reference pass (see lora_weight_change). Either way the relative
+    # trust region's round-start pass still runs every step (with anchor: round it is the anchor's pass)
     regularizer: Literal["anchor", "lora_l2", "none"] = "anchor"
     reg_weight: float = 1.0  # c
     # the anchor's reference pass and penalty every this many generator steps only, the penalty x this much
-    # (its average weight unchanged): 1/k of the reference passes
+    # (its average weight unchanged): 1/k of the anchor's own passes (none saved with anchor: round, whose
+    # pass the trust region needs, or with surrogate.pessimism, which reads it)
     anchor_every: int = Field(1, ge=1)
     # lora_l2's weight. Scale (not tuned): at the end of the demo's main job the mean squared weight change
     # was 1.9e-6 while the anchor's MSE was 0.36, so 1e5 makes the two penalties of a similar size there

@@ -7,12 +7,16 @@ their absence. A pixel statistic the surrogate can see, unlike the detector's co
 about the number or the shapes of the objects: pair it with ``shapes_detector`` (a weighted reward, or a
 judge) so that a blank or single-colour canvas does not pass.
 
-Score in [0, 1] = palette share x prompt-colour share, both over the drawn (non-background) pixels:
-- palette share: pixels of a solid palette colour (within ``tolerance`` in RGB of a blend of it with white,
-  at least 3/4 of the way to it), or anti-aliased edges next to such a pixel;
-- prompt-colour share: of those, the ones whose colour the prompt names.
-A drawing of fewer than ``min_pixels`` pixels scores 0. Extra metrics: ``palette_share``,
-``prompt_colour_share``, ``ghost_share`` (faint blends of a colour with white that touch no solid pixel of it).
+Score in [0, 1] = palette share x prompt-colour share x asked-colour coverage:
+- palette share: of the drawn (non-background) pixels, those of a solid palette colour (within
+  ``tolerance`` in RGB of a blend of it with white, at least 3/4 of the way to it), or anti-aliased edges
+  next to such a pixel;
+- prompt-colour share: of those, the ones whose colour the prompt names;
+- asked-colour coverage: the share of the prompt's colours drawn with at least ``min_colour_pixels``
+  good pixels (a dropped colour costs).
+A drawing of fewer than ``min_pixels`` pixels scores 0. Still blind to counts and shapes: one blob of each
+asked colour scores 1, which is why it is paired with the detector. Transparent images are put on white. Extra metrics: ``palette_share``,
+``prompt_colour_share``, ``colour_coverage``, ``ghost_share`` (faint blends of a colour with white that touch no solid pixel of it).
 """
 from __future__ import annotations
 
@@ -57,27 +61,40 @@ def pixel_classes(rgb: np.ndarray, background: float = 230.0, tolerance: float =
 @register_reward("shapes_fidelity", description="Shapes demo: share of drawn pixels that are solid palette colours the "
                                                 "prompt asks for (no smudges, ghosts or blends); 0-1")
 class ShapesFidelity(Reward):
-    def __init__(self, background: float = 230.0, tolerance: float = 70.0, min_pixels: int = 20):
+    def __init__(self, background: float = 230.0, tolerance: float = 70.0, min_pixels: int = 20,
+                 min_colour_pixels: int = 8):
         self.background, self.tolerance, self.min_pixels = float(background), float(tolerance), int(min_pixels)
+        self.min_colour_pixels = int(min_colour_pixels)
 
     def __call__(self, images: list[Image.Image], prompts: list[str], metadata: list[dict]):
-        scores, palette, colour, ghosts = [], [], [], []
+        scores, palette, colour, ghosts, coverage = [], [], [], [], []
         for image, prompt in zip(images, prompts):
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = np.asarray(_on_white(image))
             drawn, nearest, true, ghost = pixel_classes(rgb, self.background, self.tolerance)
             n = int(drawn.sum())
             asked = {NAMES.index(c) for c, _ in parse_prompt(prompt)}
             if n < self.min_pixels:
-                p = c = g = 0.0
+                p = c = g = v = 0.0
             else:
                 good = drawn & true
                 p = float(good.sum()) / n
                 in_prompt = good & np.isin(nearest, sorted(asked))
                 c = float(in_prompt.sum()) / max(int(good.sum()), 1)
                 g = float(ghost.sum()) / n
-            scores.append(p * c)
+                v = sum(int((good & (nearest == k)).sum()) >= self.min_colour_pixels for k in asked) / len(asked)
+            scores.append(p * c * v)
             palette.append(p)
             colour.append(c)
             ghosts.append(g)
+            coverage.append(v)
         return np.array(scores), {"palette_share": np.array(palette), "prompt_colour_share": np.array(colour),
-                                  "ghost_share": np.array(ghosts)}
+                                  "colour_coverage": np.array(coverage), "ghost_share": np.array(ghosts)}
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on the white background."""
+    if image.mode in ("RGBA", "LA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")

@@ -7,6 +7,7 @@ UNet, LoRA on the backbone, a fixed timestep (0) and a learned step-count embedd
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -108,8 +109,28 @@ class LatentSurrogate(nn.Module):
 
     def _run(self, fn, block, h, emb, ctx):
         if self.gradient_checkpointing and torch.is_grad_enabled():
-            return checkpoint(fn, block, h, emb, ctx, use_reentrant=False)
+            # the recomputation in the backward pass must see the weights as the forward pass did: the
+            # generator's step runs the surrogate ``frozen`` and unfreezes it before its backward
+            flags = [p.requires_grad for p in block.parameters()]
+
+            def replay(h, emb, ctx):
+                with _requires_grad_as(block, flags):
+                    return fn(block, h, emb, ctx)
+            return checkpoint(replay, h, emb, ctx, use_reentrant=False)
         return fn(block, h, emb, ctx)
+
+
+@contextlib.contextmanager
+def _requires_grad_as(module: nn.Module, flags: list[bool]):
+    params = list(module.parameters())
+    now = [p.requires_grad for p in params]
+    for p, f in zip(params, flags):
+        p.requires_grad_(f)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, now):
+            p.requires_grad_(f)
 
 
 def _down(block, h, emb, ctx):
