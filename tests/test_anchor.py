@@ -116,3 +116,23 @@ def test_cheaper_regularisers_skip_the_reference_pass(moved_trainer):
     finally:
         a.regularizer, a.anchor_every, a.anchor = saved
         del t.method.anchor_model
+
+
+def test_accuracy_scaled_learning_rate_follows_the_gates_accuracy(moved_trainer):
+    t, a = moved_trainer, moved_trainer.cfg.lasro
+    saved = (a.lr_accuracy, list(t.method.pair_accuracy_history))
+    base = [g["lr"] for g in t.gen_opt.param_groups]
+    try:
+        a.lr_accuracy = 0.9
+        t.method.pair_accuracy_history = [0.6]
+        with t.method.accuracy_scaled_lr() as scale:
+            assert scale == pytest.approx(0.25) and t.gen_opt.param_groups[0]["lr"] == pytest.approx(0.25 * base[0])
+        assert [g["lr"] for g in t.gen_opt.param_groups] == base  # restored
+        t.method.pair_accuracy_history = [0.97]
+        with t.method.accuracy_scaled_lr() as scale:
+            assert scale == 1.0  # never above the configured rate
+        a.lr_accuracy = None
+        with t.method.accuracy_scaled_lr() as scale:
+            assert scale is None and [g["lr"] for g in t.gen_opt.param_groups] == base
+    finally:
+        a.lr_accuracy, t.method.pair_accuracy_history = saved

@@ -79,6 +79,11 @@ class LaSROConfig(Section):
     # demo's saturation task the scaled clip gained +0.41 against the fixed clip's +0.11 (3 seeds; the
     # fixed clip stopped 60-70% of the samples of a 0.9-accurate surrogate); docs/results/compare-easy/
     trust_region_accuracy: Annotated[float, must(lambda v: 0.5 < v <= 1.0, "must be in (0.5, 1]")] | None = 0.6
+    # ours (off by default, not yet measured): the generator's learning rate follows the gate's held-out pair
+    # accuracy p, lr x max(p - 0.5, 0) / (this - 0.5), at most lr. The tuned lr 1e-3 gained most on saturation
+    # (p 0.85-0.94) and lost on the detector (p 0.55-0.65), where 3e-4 gained: 0.9 maps those accuracies to
+    # about those learning rates
+    lr_accuracy: Annotated[float, must(lambda v: 0.5 < v <= 1.0, "must be in (0.5, 1]")] | None = None
     ema_decay: Annotated[float, must(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")] = 0.99  # pooled only
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
     # than this (held-out pair accuracy of the latest collection); 0 = never skip (the paper's loop)
@@ -168,7 +173,10 @@ class LaSRO(Method):
         if self.surrogate_trusted():
             if a.anchor == "round" or a.trust_region == "relative":
                 self._round_start = [p.detach().clone() for p in self.run.lora_params]
-            gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss)
+            with self.accuracy_scaled_lr() as scale:
+                gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss)
+            if scale is not None:
+                gen_stats["generator/lr_scale"] = scale
         else:
             gen_stats = {"generator/gated": 1.0}
             log.info("round %d: surrogate pair accuracy %.3f (mean of the last %d collections) < "
@@ -351,6 +359,27 @@ class LaSRO(Method):
             loss = loss + a.lora_l2_weight * reg
             stats["generator/lora_weight_change"] = float(reg.detach())
         return loss, stats
+
+    @contextlib.contextmanager
+    def accuracy_scaled_lr(self):
+        """With ``lasro.lr_accuracy: a``, the round's generator steps take the learning rate x
+        max(p - 0.5, 0) / (a - 0.5), p the gate's held-out pair accuracy (capped at 1); yields that factor
+        (None: off). Adam ignores a loss's scale, so the step size is set on the optimiser itself."""
+        a = self.cfg.lasro.lr_accuracy
+        accuracy = self.gate_accuracy()
+        if a is None or not np.isfinite(accuracy):
+            yield None
+            return
+        scale = min(max(accuracy - 0.5, 0.0) / (a - 0.5), 1.0)
+        groups = self.run.gen_opt.param_groups
+        saved = [g["lr"] for g in groups]
+        for g in groups:
+            g["lr"] = g["lr"] * scale
+        try:
+            yield scale
+        finally:
+            for g, lr in zip(groups, saved):
+                g["lr"] = lr
 
     def generator_steps_taken(self) -> int:
         """The generator optimiser's step count (in its checkpointed state, so a resumed run agrees)."""
