@@ -181,10 +181,10 @@ def cmd_label(args) -> int:
     from lasro.labeling.votes import VoteStore
 
     if args.action == "serve":
-        from lasro.labeling.app import LabelServer
+        from lasro.labeling.app import LOOPBACK_NAMES, LabelServer
 
         server = LabelServer(args.folder, host=args.host, port=args.port)
-        if args.host not in ("127.0.0.1", "localhost"):
+        if args.host not in LOOPBACK_NAMES:
             print(f"lasro: warning: the label app listens on {args.host}: anyone who can reach port {args.port} "
                   "can see the images and vote (there is no login); keep it on a trusted network", file=sys.stderr)
         server.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import urllib.request
 
 from PIL import Image
@@ -23,7 +22,6 @@ class SimulatedLabeller:
         self.rule = build_reward(rule)
         self.tie_margin, self.poll = tie_margin, poll
         self.votes = 0
-        self.errors: list[str] = []
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="simulated-labeller", daemon=True)
 
@@ -54,8 +52,7 @@ class SimulatedLabeller:
                 images = [Image.open(io.BytesIO(self._get(pair[key]))).convert("RGB") for key in ("image_0", "image_1")]
                 self._post("api/vote", {"pair_id": pair["pair_id"], "choice": self.choose(pair["prompt"], *images)})
                 self.votes += 1
-            except OSError as e:  # the app not up yet, or gone: try again
-                self.errors.append(f"{type(e).__name__}: {e}")
+            except OSError:  # the app not up yet, or gone: try again
                 self._stop.wait(self.poll)
 
     def start(self) -> SimulatedLabeller:
@@ -65,8 +62,3 @@ class SimulatedLabeller:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(timeout=30)
-
-    def wait_until(self, votes: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.votes < votes and time.monotonic() < deadline:
-            time.sleep(0.05)

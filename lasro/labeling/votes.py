@@ -29,6 +29,7 @@ IMAGES = "images"
 # pair ids and image names travel in URLs and file paths: a safe alphabet only
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
+CHOICE_OF_LABELS = {labels: choice for choice, labels in LABELS.items()}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pairs (
@@ -193,6 +194,11 @@ class VoteStore:
         return len(self.choices(batch)), total
 
     @locked
+    def pair_numbers(self, batch: str) -> dict[str, int]:
+        """pair id -> its queue position (unique in the folder, never reused), for one batch."""
+        return dict(self.db.execute("SELECT pair_id, seq FROM pairs WHERE batch = ?", (batch,)).fetchall())
+
+    @locked
     def pairs(self, batch: str | None = None) -> list[Pair]:
         where = " WHERE batch = ?" if batch is not None else ""
         rows = self.db.execute("SELECT pair_id, batch, prompt, image_0, image_1 FROM pairs" + where + " ORDER BY seq",
@@ -269,7 +275,7 @@ class VoteStore:
                 except (ValueError, KeyError, TypeError) as e:
                     raise VoteError(f"{path}:{line_no}: not a vote line ({type(e).__name__}: {e}); each line needs "
                                     "pair_id, caption, image_0, image_1, label_0, label_1") from None
-                choice = {v: k for k, v in LABELS.items()}.get(labels)
+                choice = CHOICE_OF_LABELS.get(labels)
                 if choice is None:
                     raise VoteError(f"{path}:{line_no}: labels {labels} are not (1, 0), (0, 1) or (0.5, 0.5)")
                 if pair_id in known:  # queued here (a copy of this folder was labelled elsewhere): its vote counts

@@ -55,7 +55,6 @@ class HumanReward(Reward):
     limit)."""
 
     evaluates = False  # a person cannot score thousands of evaluation images: judges do that
-    pairwise = True
 
     def __init__(self, dir: str = "runs/human/labels", serve: bool = True, host: str = "127.0.0.1",
                  port: int = 8765, timeout: float | None = None, poll: float = 0.5):
@@ -123,7 +122,7 @@ class HumanReward(Reward):
         self.store.mark_consumed(batch)
         scores = np.full(len(images), 0.5)
         group = np.zeros(len(images), dtype=np.float64)
-        seq = {p.pair_id: n for n, p in enumerate(self.store.pairs())}
+        seq = self.store.pair_numbers(batch)
         for j, (a, b) in enumerate(pairs):
             pair_id = f"{batch}-{j}"
             scores[a], scores[b] = SCORES[choices[pair_id]]
