@@ -30,6 +30,7 @@ examples:
   lasro serve-reward jpeg_compressibility --port 8000 # a reward over HTTP (reward: remote)
   lasro demo build                                    # rebuild the shipped demo model (about an hour)
   lasro bench step configs/tiny-jpeg.yaml             # cost of one LaSRO step (JSON)
+  lasro bench memory configs/bench-sdxl-turbo-random.yaml --memory-gib 80   # largest batch that fits
   lasro bench overlap                                 # reward scoring inline vs overlapped with sampling
   lasro bench reward-load --clients 8                 # a reward server under concurrent clients
   lasro bench kill-resume configs/tiny-jpeg.yaml --kills 10   # SIGKILL anywhere, resume, compare weights
@@ -235,6 +236,14 @@ def cmd_bench_step(args) -> int:
     return 0
 
 
+def cmd_bench_memory(args) -> int:
+    from lasro.bench.memory import bench_memory
+
+    batches = tuple(int(x) for x in args.probe_batches.split(","))
+    print(json.dumps(bench_memory(_config(args), args.memory_gib, batches, args.target_batch)))
+    return 0
+
+
 def cmd_bench_overlap(args) -> int:
     from lasro.bench.overlap import bench_overlap
 
@@ -409,13 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: step, overlap, reward-load, kill-resume, learnability, tune, compare, human")
+    b = sub.add_parser("bench", help="benchmarks: step, memory, overlap, reward-load, kill-resume, learnability, tune, compare, human")
     b = b.add_subparsers(dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
     with_config(bs)
     with_timing(bs)
     bs.add_argument("--batch", type=int, help="samples per step (stands for --set optim.batch_size=N)")
     bs.set_defaults(fn=cmd_bench_step)
+    bm = b.add_parser("memory", help="the largest batch a LaSRO generator step fits in --memory-gib (estimate)",
+                      description="Measure the peak memory of whole LaSRO generator steps at two small batches "
+                                  "(CUDA's peak allocation, or the process's peak resident set on CPU), fit it as "
+                                  "fixed + per-sample, and solve for the largest batch under --memory-gib. Prints "
+                                  "one JSON line with the weights and saved activations as a breakdown.")
+    with_config(bm)
+    bm.add_argument("--memory-gib", type=float, default=80.0, help="device memory to fit (GiB; default 80)")
+    bm.add_argument("--probe-batches", default="1,2", help="two batch sizes to measure (default 1,2)")
+    bm.add_argument("--target-batch", type=int, default=8, help="also report the estimated peak at this batch")
+    bm.set_defaults(fn=cmd_bench_memory)
     bo = b.add_parser("overlap", help="seconds of one collection round, reward scored inline vs overlapped "
                                       "with sampling")
     with_config(bo)

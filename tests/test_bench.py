@@ -33,3 +33,29 @@ def test_bench_step_batch_flag_sets_the_batch(capsys):
                  "--set", "lasro.regularizer=lora_l2"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["batch"] == 3 and result["regularizer"] == "lora_l2"
+
+
+def test_bench_memory_grows_with_the_batch_and_solves_for_the_budget(capsys):
+    import json
+
+    from lasro.cli import main
+
+    assert main(["bench", "memory", "configs/tiny-jpeg.yaml", "--memory-gib", "4", "--probe-batches", "1,8",
+                 "--target-batch", "16"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved, peak = r["saved_activations_mib"], r["peak_mib"]
+    assert 0 < saved["1"] < saved["8"] and r["weights_mib"] > 0 and peak["1"] > r["weights_mib"]
+    # the line through the two probes, and the batch it allows under the budget
+    line = lambda b: r["fixed_mib"] + r["per_sample_mib"] * b  # noqa: E731
+    assert abs(line(1) - peak["1"]) < 1 and abs(line(8) - peak["8"]) < 1
+    assert abs(r["estimated_peak_gib_batch_16"] - line(16) / 1024) < 0.01
+    if r["per_sample_mib"] > 0:
+        b = r["largest_batch"]
+        assert line(b) <= 4096 + 1 and line(b + 1) > 4096 - 1
+
+
+def test_bench_memory_needs_two_probe_batches(capsys):
+    from lasro.cli import main
+
+    assert main(["bench", "memory", "configs/tiny-jpeg.yaml", "--probe-batches", "2,2"]) != 0
+    assert "two different probe batch sizes" in capsys.readouterr().err
