@@ -236,11 +236,21 @@ def cmd_bench_step(args) -> int:
     return 0
 
 
+def batch_pair(text: str) -> tuple[int, int]:
+    """``--probe-batches``: two comma-separated positive batch sizes."""
+    try:
+        b = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        b = ()
+    if len(b) != 2 or min(b) < 1:
+        raise argparse.ArgumentTypeError(f"expected two positive batch sizes like 1,2, got {text!r}")
+    return b
+
+
 def cmd_bench_memory(args) -> int:
     from lasro.bench.memory import bench_memory
 
-    batches = tuple(int(x) for x in args.probe_batches.split(","))
-    print(json.dumps(bench_memory(_config(args), args.memory_gib, batches, args.target_batch)))
+    print(json.dumps(bench_memory(_config(args), args.memory_gib, args.probe_batches, args.target_batch)))
     return 0
 
 
@@ -432,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "one JSON line with the weights and saved activations as a breakdown.")
     with_config(bm)
     bm.add_argument("--memory-gib", type=float, default=80.0, help="device memory to fit (GiB; default 80)")
-    bm.add_argument("--probe-batches", default="1,2", help="two batch sizes to measure (default 1,2)")
+    bm.add_argument("--probe-batches", type=batch_pair, default=(1, 2), help="two batch sizes to measure (default 1,2)")
     bm.add_argument("--target-batch", type=int, default=8, help="also report the estimated peak at this batch")
     bm.set_defaults(fn=cmd_bench_memory)
     bo = b.add_parser("overlap", help="seconds of one collection round, reward scored inline vs overlapped "

@@ -57,5 +57,10 @@ def test_bench_memory_grows_with_the_batch_and_solves_for_the_budget(capsys):
 def test_bench_memory_needs_two_probe_batches(capsys):
     from lasro.cli import main
 
+    import pytest
+
     assert main(["bench", "memory", "configs/tiny-jpeg.yaml", "--probe-batches", "2,2"]) != 0
     assert "two different probe batch sizes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "memory", "--probe-batches", "1,x"])
+    assert "expected two positive batch sizes like 1,2, got '1,x'" in capsys.readouterr().err
