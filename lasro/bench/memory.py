@@ -74,6 +74,17 @@ def _weights(tr) -> dict[int, int]:
     return out
 
 
+def fit_peaks(peaks: dict[int, float], budget: float) -> tuple[float, float, int | None]:
+    """The line ``fixed + per_sample x batch`` through two measured ``peaks`` (batch -> bytes), and the largest
+    batch whose peak on it is at most ``budget`` bytes (None when the peak does not grow with the batch)."""
+    (b1, p1), (b2, p2) = sorted(peaks.items())
+    per_sample = (p2 - p1) / (b2 - b1)
+    fixed = p1 - per_sample * b1
+    if per_sample <= 0:
+        return fixed, per_sample, None
+    return fixed, per_sample, max(int((budget - fixed) // per_sample), 0)
+
+
 def bench_memory(cfg, memory_gib: float, probe_batches=(1, 2), target_batch: int = 8) -> dict:
     """Peak memory of the LaSRO generator step at two ``probe_batches``, fitted linearly; the largest batch under
     ``memory_gib`` and the estimated peak at ``target_batch``."""
@@ -102,9 +113,7 @@ def bench_memory(cfg, memory_gib: float, probe_batches=(1, 2), target_batch: int
             reset_peak(dev)
             saved[b] = step(b)
             peaks[b] = read_peak(dev)
-    per_sample = (peaks[b2] - peaks[b1]) / (b2 - b1)
-    fixed = peaks[b1] - per_sample * b1
-    largest = int((memory_gib * GIB - fixed) // per_sample) if per_sample > 0 else None
+    fixed, per_sample, largest = fit_peaks(peaks, memory_gib * GIB)
     return {
         "model": cfg.model.pretrained, "dtype": cfg.model.dtype, "device": str(dev),
         "resolution": tr.gen.resolution, "steps": len(tr.gen.timesteps),
@@ -116,5 +125,5 @@ def bench_memory(cfg, memory_gib: float, probe_batches=(1, 2), target_batch: int
         "saved_activations_mib": {str(b): round(s / MIB, 1) for b, s in saved.items()},
         "fixed_mib": round(fixed / MIB, 3), "per_sample_mib": round(per_sample / MIB, 3),
         f"estimated_peak_gib_batch_{target_batch}": round((fixed + per_sample * target_batch) / GIB, 2),
-        "memory_gib": memory_gib, "largest_batch": None if largest is None else max(largest, 0),
+        "memory_gib": memory_gib, "largest_batch": largest,
     }
