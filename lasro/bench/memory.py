@@ -16,34 +16,11 @@ CPU, the process's libraries sit in the fixed part.
 """
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
-from lasro.bench.timing import quiet
-from lasro.training import Trainer
+from lasro.bench.timing import lasro_trainer, read_peak, reset_peak
 
 GIB, MIB = 2 ** 30, 2 ** 20
-
-
-def reset_peak(device: torch.device) -> None:
-    """Start a new peak-memory reading: CUDA's allocator statistics, or on Linux the process's VmHWM."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-
-
-def read_peak(device: torch.device) -> int:
-    """Bytes at the peak since ``reset_peak``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
 
 
 def saved_activation_bytes(loss_fn, exclude: set[int]) -> tuple[torch.Tensor, int]:
@@ -92,9 +69,7 @@ def bench_memory(cfg, memory_gib: float, probe_batches=(1, 2), target_batch: int
     if b1 == b2 or b1 < 1:
         raise ValueError("bench memory needs two different probe batch sizes of at least 1 (e.g. --probe-batches 1,2) "
                          "to separate the fixed and the per-sample memory")
-    with tempfile.TemporaryDirectory() as tmp:
-        lasro_cfg = cfg.model_copy(update={"algorithm": cfg.algorithm.model_copy(update={"method": "lasro"})})
-        tr = Trainer(quiet(lasro_cfg, tmp))
+    with lasro_trainer(cfg) as tr:
         dev = tr.acc.device
         weights = _weights(tr)
 
@@ -109,7 +84,7 @@ def bench_memory(cfg, memory_gib: float, probe_batches=(1, 2), target_batch: int
         step(b1)  # warm-up: AdamW's states exist from here on, as in training
         peaks, saved = {}, {}
         for b in (b1, b2):
-            tr.gen_opt.zero_grad(set_to_none=True)
+            tr.gen_opt.zero_grad(set_to_none=True)  # the last step's gradients freed before the reading starts
             reset_peak(dev)
             saved[b] = step(b)
             peaks[b] = read_peak(dev)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 
 import torch
 
-from lasro.bench.timing import peak_memory_mib, quiet, timed
-from lasro.training import Trainer
+from lasro.bench.timing import lasro_trainer, peak_memory_mib, timed
 
 
 def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        lasro_cfg = cfg.model_copy(update={"algorithm": cfg.algorithm.model_copy(update={"method": "lasro"})})
-        tr = Trainer(quiet(lasro_cfg, tmp))
+    with lasro_trainer(cfg) as tr:
         dev = tr.acc.device
         prompts = tr.train_prompts[: cfg.optim.batch_size]
         prompts = (prompts * cfg.optim.batch_size)[: cfg.optim.batch_size]
