@@ -136,3 +136,47 @@ def test_accuracy_scaled_learning_rate_follows_the_gates_accuracy(moved_trainer)
             assert scale is None and [g["lr"] for g in t.gen_opt.param_groups] == base
     finally:
         a.lr_accuracy, t.method.pair_accuracy_history = saved
+
+
+def test_reused_round_inputs_pay_for_references_once_a_round(moved_trainer):
+    """lasro.round_inputs: reused: every step of a round trains on the first step's prompts and noises; the
+    first step's outputs are the round-start reference (the same as a pass of the round's starting weights)
+    and the anchor's pass runs once a round, not once a step."""
+    t, a, m = moved_trainer, moved_trainer.cfg.lasro, moved_trainer.method
+    saved = (a.round_inputs, a.anchor, a.regularizer)
+    calls = {"anchor": 0, "start": 0}
+    real = {"anchor": m.anchor_model, "start": m.round_start_model}
+
+    def counting(kind):
+        def model():
+            calls[kind] += 1
+            return real[kind]()
+        return model
+
+    m.anchor_model, m.round_start_model = counting("anchor"), counting("start")
+    try:
+        a.round_inputs, a.anchor, a.regularizer = "reused", "initial", "anchor"
+        with m.round_of_steps() as (loss_fn, batches):
+            assert len(batches) == t.cfg.algorithm.generator_steps
+            assert all(b == batches[0] for b in batches)  # one set of micro-batches for the whole round
+            first = t.generator_step(loss_fn, batches=batches[0])
+            kept = m._round_cache[0]
+            assert first["generator/surrogate_gain_std_2step"] == 0.0  # the start is the step's own output
+            later = [t.generator_step(loss_fn, batches=batches[-1]) for _ in range(2)]
+            assert m._round_cache[0] is kept  # the same noises, references and scores
+            emb, noise, eps = kept["inputs"]
+            with torch.no_grad(), real["start"]() as start_unet:
+                starts = t.gen.sample(start_unet, noise, emb, renoise=eps)
+        assert all(torch.allclose(s, k, atol=1e-5) for s, k in zip(starts, kept["starts"]))
+        assert calls == {"anchor": 1, "start": 0}  # one anchor pass in three steps, no start pass
+        assert all(r["generator/anchor"] > 0 for r in later) and m._round_cache is None
+    finally:
+        a.round_inputs, a.anchor, a.regularizer = saved
+        del m.anchor_model, m.round_start_model
+
+
+def test_reused_round_inputs_refuse_anchor_every():
+    from lasro.methods.lasro import LaSROConfig
+
+    with pytest.raises(ValueError, match="anchor_every.*round_inputs: reused"):
+        LaSROConfig(round_inputs="reused", anchor_every=4)

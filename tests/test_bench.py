@@ -71,3 +71,11 @@ def test_bench_memory_needs_two_probe_batches(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "memory", "--probe-batches", "1,x"])
     assert "expected two positive batch sizes like 1,2, got '1,x'" in capsys.readouterr().err
+
+
+def test_bench_step_times_whole_rounds_of_reused_inputs(tmp_path):
+    cfg = tiny_train_config(tmp_path / "unused", "tiny:sdxl", lasro={"round_inputs": "reused"},
+                            algorithm={"generator_steps": 2})
+    result = bench_step(cfg, repeats=1, warmup=0)
+    assert result["round_inputs"] == "reused" and result["repeats"] == 2  # one whole round of 2 steps
+    assert result["first_step_s"] > 0 and result["later_steps_s"] > 0

@@ -18,11 +18,17 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
         emb = tr.embeds(prompts)
         shape = tr.gen.latent_shape(len(prompts))
 
-        def lasro_step():
+        def step(loss_fn, batch):
             tr.gen_opt.zero_grad(set_to_none=True)
-            loss, _ = tr.method.generator_loss(prompts)
+            loss, _ = loss_fn(batch)
             tr.acc.backward(loss)
             tr.gen_opt.step()
+
+        def lasro_round(k: int) -> list[float]:
+            """k generator steps as a round takes them (one round's reused inputs, if so configured)."""
+            with tr.method.round_of_steps() as (loss_fn, batches):
+                return [timed(lambda: step(loss_fn, prompts if batches is None else batches[i][0]), dev)
+                        for i in range(k)]
 
         def bare_step():
             tr.gen_opt.zero_grad(set_to_none=True)
@@ -32,14 +38,17 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             tr.acc.backward(sum(o.float().square().mean() for o in x))
             tr.gen_opt.step()
 
-        for _ in range(warmup):
-            lasro_step()
-            bare_step()
-        # with the anchor every k steps, one step's cost depends on where it falls: time whole cycles of k
-        # and take the mean (else the median)
-        k = cfg.lasro.anchor_every
+        # a step's cost depends on where it falls in a cycle when the anchor runs every k steps, or when a
+        # round's reused inputs make only its first step pay for references: time whole cycles of k and take
+        # the mean (else the median)
+        reused = cfg.lasro.round_inputs == "reused"
+        k = cfg.algorithm.generator_steps if reused else cfg.lasro.anchor_every
         cycles = k > 1
-        t_lasro = [timed(lasro_step, dev) for _ in range(-(-repeats // k) * k if cycles else repeats)]
+        for _ in range(warmup):
+            lasro_round(k if cycles else 1)
+            bare_step()
+        rounds = [lasro_round(k) for _ in range(-(-repeats // k))] if cycles else [lasro_round(1) for _ in range(repeats)]
+        t_lasro = [t for r in rounds for t in r]
         t_bare = [timed(bare_step, dev) for _ in range(repeats)]
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         lasro_s = statistics.mean(t_lasro) if cycles else statistics.median(t_lasro)
@@ -49,8 +58,12 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             "resolution": tr.gen.resolution, "batch": len(prompts), "steps": len(tr.gen.timesteps),
             "unet_params_m": round(count(tr.base_unet) / 1e6, 2),
             "surrogate_params_m": round(count(tr.method.base_surrogate) / 1e6, 2),
-            "regularizer": cfg.lasro.regularizer, "anchor_every": cfg.lasro.anchor_every, "repeats": repeats,
+            "regularizer": cfg.lasro.regularizer, "anchor_every": cfg.lasro.anchor_every,
+            "round_inputs": cfg.lasro.round_inputs, "repeats": len(t_lasro),
             "lasro_step_s": round(lasro_s, 4), "bare_2step_lora_fwd_bwd_s": round(bare_s, 4),
-            "ratio": round(lasro_s / bare_s, 3), "peak_memory_mib": round(peak_memory_mib(dev), 1),
+            "ratio": round(lasro_s / bare_s, 3),
+            **({"first_step_s": round(statistics.median(r[0] for r in rounds), 4),
+                "later_steps_s": round(statistics.median(t for r in rounds for t in r[1:]), 4)} if cycles else {}),
+            "peak_memory_mib": round(peak_memory_mib(dev), 1),
             "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
         }

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lasro.config import Section, must
 from lasro.generators import PromptEmbeds, adapters_off, lora_weight_change, weights_swapped
@@ -96,6 +96,20 @@ class LaSROConfig(Section):
     # ours: rescale each output's surrogate gradient to the batch's mean size, so that every sample pulls
     # the LoRA equally hard (lasro/surrogates/sample_gradients.py)
     equalize_sample_gradients: bool = False
+    # ours: what a round's generator steps train on. fresh: every step draws new prompts and noises, and the
+    # relative trust region pays a no-grad pass of the round's starting weights on them each step (with
+    # anchor: initial, the anchor's pass as well). reused: the round's first step draws them and every
+    # later step of the round takes the same ones, as PPO's epochs re-use one batch under its clip; the
+    # first step's own outputs are the round-start reference and the anchor's pass runs once a round, so a
+    # step costs the generator's pass and the surrogate's, nothing more (docs/results/step-cost/)
+    round_inputs: Literal["fresh", "reused"] = "fresh"
+
+    @model_validator(mode="after")
+    def _anchor_every_needs_fresh_inputs(self):
+        if self.round_inputs == "reused" and self.anchor_every > 1:
+            raise ValueError("lasro.anchor_every > 1 has no effect with lasro.round_inputs: reused (the anchor's "
+                             "pass already runs once a round, on the round's first step): set one of them back")
+        return self
 
 
 def _plain(c: Collection) -> dict:
@@ -117,6 +131,7 @@ class LaSRO(Method):
         self.norms = {k: EMAScoreNormalizer(self.cfg.lasro.ema_decay) for k in (1, 2)}
         self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
         self._round_start: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
+        self._round_cache: dict | None = None  # a round's reused inputs and references (round_inputs: reused)
         self.scale = {1: 1.0, 2: 1.0}  # within-prompt spread of surrogate scores on the latest collection
         # how far pre-training got (checkpointed, so a resumed warm start continues where it stopped)
         self.pretrain = {"collections": 0, "surrogate_steps": 0, "losses": []}
@@ -171,10 +186,8 @@ class LaSRO(Method):
         """Generator steps against the frozen surrogate (unless gated), fresh collection, surrogate adaptation."""
         a = self.cfg.lasro
         if self.surrogate_trusted():
-            if a.anchor == "round" or a.trust_region == "relative":
-                self._round_start = [p.detach().clone() for p in self.run.lora_params]
-            with self.accuracy_scaled_lr() as scale:
-                gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, self.generator_loss)
+            with self.round_of_steps() as (loss_fn, batches), self.accuracy_scaled_lr() as scale:
+                gen_stats = self.run.generator_steps(self.cfg.algorithm.generator_steps, loss_fn, batches=batches)
             if scale is not None:
                 gen_stats["generator/lr_scale"] = scale
         else:
@@ -291,26 +304,60 @@ class LaSRO(Method):
         return float(np.mean(losses)) if losses else float("nan")
 
     # ----------------------------------------------------------- generator
-    def generator_loss(self, prompts: list[str]) -> tuple[torch.Tensor, dict]:
-        """-sum_k c_k S[R_psi(x_k)] over the 1- and 2-step outputs, plus the anchor regulariser."""
+    @contextlib.contextmanager
+    def round_of_steps(self):
+        """A round's generator steps: yields ``(loss_fn, batches)`` for ``Trainer.generator_steps`` (batches
+        None: the trainer draws them). Keeps the round's starting weights (the relative trust region's and
+        the round anchor's reference) and, with ``lasro.round_inputs: reused``, the round's micro-batches
+        and what their first step computed."""
+        a, run = self.cfg.lasro, self.run
+        if a.anchor == "round" or a.trust_region == "relative":
+            self._round_start = [p.detach().clone() for p in run.lora_params]
+        if a.round_inputs == "fresh":
+            yield self.generator_loss, None
+            return
+        o = run.cfg.optim
+        micro = [(i, run.draw_train_prompts(o.batch_size)) for i in range(o.gradient_accumulation_steps)]
+        self._round_cache = {}
+        try:
+            yield (lambda batch: self.generator_loss(batch[1], key=batch[0])), [micro] * run.cfg.algorithm.generator_steps
+        finally:
+            self._round_cache = None
+
+    def generator_loss(self, prompts: list[str], key: int | None = None) -> tuple[torch.Tensor, dict]:
+        """-sum_k c_k S[R_psi(x_k)] over the 1- and 2-step outputs, plus the anchor regulariser. ``key``: the
+        micro-batch's index in a round of reused inputs (``round_of_steps``), whose first call draws the noises
+        and keeps them with its reference outputs and scores for the round's later calls."""
         run, a, s = self.run, self.cfg.lasro, self.cfg.surrogate
         n = len(prompts)
-        emb, noise, eps = inputs = generator_inputs(run, prompts)
-        refs = starts = None
-        anchored = (a.regularizer == "anchor" and a.reg_weight > 0
-                    and self.generator_steps_taken() % a.anchor_every == 0)
+        reused = self._round_cache is not None and key is not None
+        kept = self._round_cache.get(key) if reused else None
+        emb, noise, eps = inputs = kept["inputs"] if kept else generator_inputs(run, prompts)
         relative = a.trust_region == "relative"
-        # the reference passes run before the differentiable one: the round's weights are swapped in place
-        if anchored or s.pessimism > 0:
-            with torch.no_grad(), run.acc.autocast(), self.anchor_model() as ref_unet:
-                refs = run.gen.sample(ref_unet, noise, emb, renoise=eps)
-        if relative:
-            if a.anchor == "round" and refs is not None:
-                starts = refs
-            else:
-                with torch.no_grad(), run.acc.autocast(), self.round_start_model() as start_unet:
-                    starts = run.gen.sample(start_unet, noise, emb, renoise=eps)
+        # with reused inputs the anchor's penalty applies every step: its pass ran on the round's first one
+        anchored = a.regularizer == "anchor" and a.reg_weight > 0 and (
+            reused or self.generator_steps_taken() % a.anchor_every == 0)
+        # the round's starting weights give the first step's own outputs: its reference needs no pass
+        from_outputs = reused and kept is None
+        if kept:
+            refs, starts = kept["refs"], kept["starts"]
+        else:
+            refs = starts = None
+            # the reference passes run before the differentiable one: the round's weights are swapped in place
+            if (anchored or s.pessimism > 0) and not (from_outputs and a.anchor == "round"):
+                with torch.no_grad(), run.acc.autocast(), self.anchor_model() as ref_unet:
+                    refs = run.gen.sample(ref_unet, noise, emb, renoise=eps)
+            if relative and not from_outputs:
+                if a.anchor == "round" and refs is not None:
+                    starts = refs
+                else:
+                    with torch.no_grad(), run.acc.autocast(), self.round_start_model() as start_unet:
+                        starts = run.gen.sample(start_unet, noise, emb, renoise=eps)
         *_, outs = sample_with_grad(run, prompts, inputs)
+        if from_outputs:
+            starts = [o.detach() for o in outs]
+            if refs is None and (anchored or s.pessimism > 0):  # anchor: round, whose reference is the start
+                refs = starts
         with run.acc.autocast():
             sur = self.base_surrogate
             with frozen(sur):
@@ -321,11 +368,20 @@ class LaSRO(Method):
                 member_scores = sur(x, PromptEmbeds.cat([emb] * len(outs)), steps).float()
                 ref_scores = start_scores = None
                 with torch.no_grad():
-                    if relative:
-                        start_scores = sur(torch.cat(starts), PromptEmbeds.cat([emb] * len(starts)), steps).float()
-                    if s.pessimism > 0:
-                        ref_scores = (start_scores if starts is refs else
-                                      sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float())
+                    if kept:
+                        start_scores, ref_scores = kept["start_scores"], kept["ref_scores"]
+                    else:
+                        if from_outputs:
+                            start_scores = member_scores.detach()
+                        elif relative:
+                            start_scores = sur(torch.cat(starts), PromptEmbeds.cat([emb] * len(starts)),
+                                               steps).float()
+                        if s.pessimism > 0:
+                            ref_scores = (start_scores if starts is refs else
+                                          sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float())
+        if from_outputs:
+            self._round_cache[key] = {"inputs": inputs, "refs": refs, "starts": starts,
+                                      "start_scores": start_scores, "ref_scores": ref_scores}
         scores = pessimistic(member_scores, s.pessimism, ref_scores)
         stats, loss = {}, torch.zeros((), device=noise.device)
         clip = self.trust_region_clip()
@@ -352,7 +408,7 @@ class LaSRO(Method):
                 stats[f"generator/surrogate_member_std_{k}step"] = float(spread.mean())
         if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
-            loss = loss + a.reg_weight * a.anchor_every * reg
+            loss = loss + a.reg_weight * (1 if reused else a.anchor_every) * reg
             stats["generator/anchor"] = float(reg.detach())
         elif a.regularizer == "lora_l2" and a.lora_l2_weight > 0:
             reg = lora_weight_change(run.gen.unet)
