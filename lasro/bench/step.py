@@ -45,7 +45,7 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
         k = cfg.algorithm.generator_steps if reused else cfg.lasro.anchor_every
         cycles = k > 1
         for _ in range(warmup):
-            lasro_round(k if cycles else 1)
+            lasro_round(1)
             bare_step()
         rounds = [lasro_round(k) for _ in range(-(-repeats // k))] if cycles else [lasro_round(1) for _ in range(repeats)]
         t_lasro = [t for r in rounds for t in r]
