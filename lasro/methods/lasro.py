@@ -336,9 +336,9 @@ class LaSRO(Method):
         kept = self._round_cache.get(key) if reused else None
         emb, noise, eps = inputs = kept["inputs"] if kept else generator_inputs(run, prompts)
         relative = a.trust_region == "relative"
-        # with reused inputs the anchor's penalty applies every step: its pass ran on the round's first one
-        anchored = a.regularizer == "anchor" and a.reg_weight > 0 and (
-            reused or self.generator_steps_taken() % a.anchor_every == 0)
+        # (reused inputs have anchor_every 1, the validator's rule: the penalty every step, its pass on the first)
+        anchored = (a.regularizer == "anchor" and a.reg_weight > 0
+                    and self.generator_steps_taken() % a.anchor_every == 0)
         # the round's starting weights give the first step's own outputs: its reference needs no pass
         from_outputs = reused and kept is None
         if kept:
@@ -410,7 +410,7 @@ class LaSRO(Method):
                 stats[f"generator/surrogate_member_std_{k}step"] = float(spread.mean())
         if anchored:
             reg = sum(F.mse_loss(x.float(), r.float()) for x, r in zip(outs, refs))
-            loss = loss + a.reg_weight * (1 if reused else a.anchor_every) * reg
+            loss = loss + a.reg_weight * a.anchor_every * reg
             stats["generator/anchor"] = float(reg.detach())
         elif a.regularizer == "lora_l2" and a.lora_l2_weight > 0:
             reg = lora_weight_change(run.gen.unet)
