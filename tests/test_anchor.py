@@ -175,6 +175,33 @@ def test_reused_round_inputs_pay_for_references_once_a_round(moved_trainer):
         del m.anchor_model, m.round_start_model
 
 
+def test_a_rounds_first_step_needs_no_round_start_pass(moved_trainer):
+    """Fresh inputs: at a round's first step the weights are the round's starting ones, so the step's own
+    outputs are its round-start reference (gain 0, as a pass would give); later steps pay for the pass."""
+    t, a, m = moved_trainer, moved_trainer.cfg.lasro, moved_trainer.method
+    saved = (a.round_inputs, a.regularizer)
+    calls = []
+    real = m.round_start_model
+
+    def counting():
+        calls.append(m.generator_steps_taken())
+        return real()
+
+    m.round_start_model = counting
+    try:
+        a.round_inputs, a.regularizer = "fresh", "none"
+        with m.round_of_steps() as (loss_fn, batches):
+            first_step = m.generator_steps_taken()
+            stats = [t.generator_step(loss_fn, batches=batches) for _ in range(3)]
+        assert calls == [first_step + 1, first_step + 2]  # no pass at the first step, one at each later one
+        assert stats[0]["generator/surrogate_gain_std_2step"] == 0.0
+        assert stats[0]["generator/rms_latent_move_2step"] == 0.0
+        assert stats[2]["generator/rms_latent_move_2step"] > 0  # the later steps compare with the real start
+    finally:
+        a.round_inputs, a.regularizer = saved
+        del m.round_start_model
+
+
 def test_reused_round_inputs_refuse_anchor_every():
     from lasro.methods.lasro import LaSROConfig
 

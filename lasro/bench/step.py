@@ -2,6 +2,7 @@
 forward+backward on the same batch (the floor any reward-backprop method pays)."""
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 
@@ -38,16 +39,17 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             tr.acc.backward(sum(o.float().square().mean() for o in x))
             tr.gen_opt.step()
 
-        # a step's cost depends on where it falls in a cycle when the anchor runs every k steps, or when a
-        # round's reused inputs make only its first step pay for references: time whole cycles of k and take
-        # the mean (else the median)
-        reused = cfg.lasro.round_inputs == "reused"
-        k = cfg.algorithm.generator_steps if reused else cfg.lasro.anchor_every
+        # a step's cost depends on where it falls in a round (its first step needs no round-start reference
+        # pass; with reused inputs the later ones need none either) and, with the anchor every k steps, in the
+        # anchor's cycle: time whole rounds covering whole cycles and take the mean (else the median)
+        per_round = cfg.algorithm.generator_steps
+        k = math.lcm(per_round, cfg.lasro.anchor_every)
         cycles = k > 1
         for _ in range(warmup):
             lasro_round(1)
             bare_step()
-        rounds = [lasro_round(k) for _ in range(-(-repeats // k))] if cycles else [lasro_round(1) for _ in range(repeats)]
+        n_rounds = -(-repeats // k) * k // per_round
+        rounds = [lasro_round(per_round) for _ in range(n_rounds)]
         t_lasro = [t for r in rounds for t in r]
         t_bare = [timed(bare_step, dev) for _ in range(repeats)]
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -59,11 +61,12 @@ def bench_step(cfg, repeats: int = 3, warmup: int = 1) -> dict:
             "unet_params_m": round(count(tr.base_unet) / 1e6, 2),
             "surrogate_params_m": round(count(tr.method.base_surrogate) / 1e6, 2),
             "regularizer": cfg.lasro.regularizer, "anchor_every": cfg.lasro.anchor_every,
-            "round_inputs": cfg.lasro.round_inputs, "repeats": len(t_lasro),
+            "round_inputs": cfg.lasro.round_inputs, "generator_steps": per_round, "repeats": len(t_lasro),
             "lasro_step_s": round(lasro_s, 4), "bare_2step_lora_fwd_bwd_s": round(bare_s, 4),
             "ratio": round(lasro_s / bare_s, 3),
             **({"first_step_s": round(statistics.median(r[0] for r in rounds), 4),
-                "later_steps_s": round(statistics.median(t for r in rounds for t in r[1:]), 4)} if cycles else {}),
+                "later_steps_s": round(statistics.median(t for r in rounds for t in r[1:]), 4)}
+               if per_round > 1 else {}),
             "peak_memory_mib": round(peak_memory_mib(dev), 1),
             "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
         }

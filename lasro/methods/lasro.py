@@ -133,6 +133,7 @@ class LaSRO(Method):
         self.norms = {k: EMAScoreNormalizer(self.cfg.lasro.ema_decay) for k in (1, 2)}
         self.pair_accuracy_history: list[float] = []  # finite held-out accuracies, latest last (for the gate)
         self._round_start: list[torch.Tensor] | None = None  # LoRA weights at the round's first generator step
+        self._round_start_step = -1  # the generator optimiser's step count then
         self._round_cache: dict | None = None  # a round's reused inputs and references (round_inputs: reused)
         self.scale = {1: 1.0, 2: 1.0}  # within-prompt spread of surrogate scores on the latest collection
         # how far pre-training got (checkpointed, so a resumed warm start continues where it stopped)
@@ -315,6 +316,7 @@ class LaSRO(Method):
         a, run = self.cfg.lasro, self.run
         if a.anchor == "round" or a.trust_region == "relative":
             self._round_start = [p.detach().clone() for p in run.lora_params]
+            self._round_start_step = self.generator_steps_taken()
         if a.round_inputs == "fresh":
             yield self.generator_loss, None
             return
@@ -339,8 +341,10 @@ class LaSRO(Method):
         # (reused inputs have anchor_every 1, the validator's rule: the penalty every step, its pass on the first)
         anchored = (a.regularizer == "anchor" and a.reg_weight > 0
                     and self.generator_steps_taken() % a.anchor_every == 0)
-        # the round's starting weights give the first step's own outputs: its reference needs no pass
-        from_outputs = reused and kept is None
+        # at the round's first step the weights are the round's starting ones, so the step's own outputs are
+        # the round-start reference and need no pass (with reused inputs they are kept for the round)
+        from_outputs = kept is None and self._round_start is not None and \
+            self.generator_steps_taken() == self._round_start_step
         if kept:
             refs, starts = kept["refs"], kept["starts"]
         else:
@@ -381,7 +385,7 @@ class LaSRO(Method):
                         if s.pessimism > 0:
                             ref_scores = (start_scores if starts is refs else
                                           sur(torch.cat(refs), PromptEmbeds.cat([emb] * len(refs)), steps).float())
-        if from_outputs:
+        if from_outputs and reused:
             self._round_cache[key] = {"inputs": inputs, "refs": refs, "starts": starts,
                                       "start_scores": start_scores, "ref_scores": ref_scores}
         scores = pessimistic(member_scores, s.pessimism, ref_scores)
