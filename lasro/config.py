@@ -108,7 +108,9 @@ class SurrogateConfig(Section):
     coordinates: bool = True
     pixel_layers: int = Field(3, ge=1)  # pixel surrogate: stride-2 conv blocks
     # latent surrogate, ours (the paper's ablation space): the first N down blocks of the UNet encoder only (no
-    # mid block when N is fewer than all); None: all of them and the mid block, as the paper
+    # mid block when N is fewer than all); None: all of them and the mid block, as the paper. At SDXL size 2 of
+    # 3 blocks save 0.30 of a bare step, but on the demo held-out pair accuracy fell from 0.57 to 0.50
+    # (detector) and from 0.81 to 0.77 (saturation) (docs/results/step-cost/)
     encoder_blocks: int | None = Field(None, ge=1)
     # latent surrogate: recompute each encoder block's activations in the backward pass (less memory, one
     # more forward pass through the encoder per generator step)

@@ -58,7 +58,8 @@ class LaSROConfig(Section):
     # pass the trust region needs, or with surrogate.pessimism, which reads it)
     anchor_every: int = Field(1, ge=1)
     # lora_l2's weight. Scale (not tuned): at the end of the demo's main job the mean squared weight change
-    # was 1.9e-6 while the anchor's MSE was 0.36, so 1e5 makes the two penalties of a similar size there
+    # was 1.9e-6 while the anchor's MSE was 0.36, so 1e5 makes the two penalties of a similar size there.
+    # With it the demo gained less than with the anchor on each of 3 seeds (docs/results/step-cost/)
     lora_l2_weight: float = Field(1e5, ge=0)
     # ours: what the anchor holds the outputs to. initial: the frozen initial model (bounds the total move);
     # round: the generator as it was when the round's generator steps began, a trust region that moves

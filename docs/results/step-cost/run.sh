@@ -20,3 +20,15 @@ for reg in "lasro.regularizer=anchor" "lasro.regularizer=lora_l2"; do
   .venv/bin/lasro bench step configs/bench-sdxl-turbo-random.yaml --repeats 5 --warmup 1 \
     --set lasro.round_inputs=reused --set "$reg" 2>/dev/null | tail -1 >> "$out"
 done
+# fewer encoder blocks (fresh inputs, whole rounds of 5 steps, no checkpointing), one after the other, alone
+for extra in "--set lasro.regularizer=lora_l2 --set surrogate.encoder_blocks=2" \
+             "--set lasro.regularizer=anchor --set surrogate.encoder_blocks=2" "--set lasro.regularizer=anchor"; do
+  # shellcheck disable=SC2086
+  .venv/bin/lasro bench step configs/bench-sdxl-turbo-random.yaml --repeats 2 --warmup 1 $extra 2>/dev/null \
+    | tail -1 >> "$out"
+done
+# lora_l2 on the demo, 3 seeds (the main job otherwise as shipped), and the anchor's seed 0 on the same machine
+for s in 0 1 2; do
+  .venv/bin/lasro train --set seed=$s --set lasro.regularizer=lora_l2 --set logging.output_dir=runs/l2-s$s
+done
+.venv/bin/lasro train --set seed=0 --set logging.output_dir=runs/anchor-s0
