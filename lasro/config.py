@@ -208,7 +208,9 @@ class TrainConfig(Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     reward: Any = "shapes_detector"  # name, dotted path, {name, kwargs} or a weighted list
     # Held-out judges: other rewards scored on the evaluation samples only (never trained on), so
-    # over-optimisation of `reward` shows. Each item: a name, dotted path or {name, kwargs}.
+    # over-optimisation of `reward` shows. Each item: a name, dotted path or {name, kwargs}; with max_drop
+    # ({name: shapes_detector, max_drop: 0.03}) the judge is a constraint: once its monitor mean falls more than
+    # that below round 0's, the run stops and keeps the LoRA of the last evaluation where it held
     eval_rewards: list[Any] = []
     model: ModelConfig = Field(default_factory=ModelConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)

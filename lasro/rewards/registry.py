@@ -154,18 +154,36 @@ def build_reward(spec: str | dict[str, Any] | list[str | dict[str, Any]]) -> Che
     return reward if weight is None else WeightedReward([(name, reward, weight)])
 
 
-def build_judges(specs: list) -> dict[str, CheckedReward]:
-    """Label -> reward for evaluation-only rewards (``eval_rewards``); repeated names get ``#2``, ``#3``."""
+def _judge_specs(specs: list) -> list[tuple[str, str, dict[str, Any], float | None]]:
+    """(label, name, kwargs, max_drop) per ``eval_rewards`` item; repeated names get labels ``#2``, ``#3``."""
     if isinstance(specs, (str, dict)):
         specs = [specs]
-    judges: dict[str, CheckedReward] = {}
+    out, labels = [], set()
     for spec in specs:
+        max_drop = None
+        if isinstance(spec, dict) and "max_drop" in spec:
+            spec = dict(spec)
+            max_drop = spec.pop("max_drop")
+            if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or max_drop < 0:
+                raise ValueError(f"eval_rewards item {spec.get('name')!r}: max_drop must be a number >= 0 (how far "
+                                 f"the judge's monitor mean may fall below round 0's), got {max_drop!r}")
         name, kwargs, weight = _parse(spec)
         if weight is not None:
             raise ValueError(f"eval_rewards item {spec!r}: judges are reported one by one and take no 'weight'")
         label, n = name, 1
-        while label in judges:
+        while label in labels:
             n += 1
             label = f"{name}#{n}"
-        judges[label] = _build_one(name, kwargs)
-    return judges
+        labels.add(label)
+        out.append((label, name, kwargs, None if max_drop is None else float(max_drop)))
+    return out
+
+
+def build_judges(specs: list) -> dict[str, CheckedReward]:
+    """Label -> reward for evaluation-only rewards (``eval_rewards``); repeated names get ``#2``, ``#3``."""
+    return {label: _build_one(name, kwargs) for label, name, kwargs, _ in _judge_specs(specs)}
+
+
+def judge_tolerances(specs: list) -> dict[str, float]:
+    """Label -> ``max_drop`` of the ``eval_rewards`` items that carry one (the judge guard's constraints)."""
+    return {label: drop for label, _, _, drop in _judge_specs(specs) if drop is not None}

@@ -8,6 +8,8 @@ round 0's warm start (LaSRO's pre-training), which sorts before ``round-000000``
   generator_optimizer.pt, rng-<rank>.pt
   <name>.safetensors, <name>.pt   the method's own tensors and objects (LaSRO: surrogate.safetensors,
                                   surrogate_optimizer.pt, buffer.pt)
+  judge_guard_lora.safetensors   with guarded judges (eval_rewards max_drop): the LoRA of the last evaluation
+                                  where every guarded judge held
   state.json   counters, the method's values, the config; written last
 
 The ``.pt`` files hold tensors and plain data only (numbers, strings, lists, dicts) and are read with
@@ -34,6 +36,7 @@ from lasro.config import config_to_dict
 from lasro.methods import MethodState
 
 log = logging.getLogger("lasro")
+JUDGED_LORA = "judge_guard_lora.safetensors"  # the judge guard's snapshot (lasro/training/judge_guard.py)
 
 CHECKPOINT_RE = re.compile(r"^round-(\d{6})(?:-pre-(\d{6}))?$")
 COMPLETE_MARK = "state.json"  # written last: a folder without it is incomplete
@@ -218,7 +221,8 @@ def save_checkpoint(run, pre: int | None = None) -> str | None:
         state = {"round": run.round, "warm_start": pre is not None, "reward_queries": run.reward_queries,
                  "elapsed": run.wall_seconds(), "method": run.method.name, "method_state": method_state.values,
                  "method_files": {"tensors": sorted(method_state.tensors), "objects": sorted(method_state.objects)},
-                 "num_processes": run.acc.num_processes, "config": config_to_dict(run.cfg)}
+                 "num_processes": run.acc.num_processes, "config": config_to_dict(run.cfg),
+                 "judge_guard": run.guard.state_dict()}
         path = commit(run.out, tmp, name, state, run.cfg.logging.checkpoints_total_limit)
     run.acc.wait_for_everyone()
     return path
@@ -231,6 +235,8 @@ def _write_files(run, name: str) -> tuple[str, MethodState]:
     if run.is_main:
         begin(run.out, name)
         run.gen.save_lora(os.path.join(tmp, "generator_lora"))
+        if run.guard.snapshot is not None:
+            save_file(run.guard.tensors(), os.path.join(tmp, JUDGED_LORA))
         torch.save(run.gen_opt.state_dict(), os.path.join(tmp, "generator_optimizer.pt"))
         for key, tensors in method_state.tensors.items():
             save_file(tensors, os.path.join(tmp, f"{key}.safetensors"))
@@ -318,6 +324,8 @@ def _read(run, path: str) -> tuple[dict, dict]:
     try:
         files["lora"] = load_file(os.path.join(path, "generator_lora", "pytorch_lora_weights.safetensors"))
         tensors = {n: load_file(os.path.join(path, f"{n}.safetensors")) for n in names["tensors"]}
+        judged = os.path.join(path, JUDGED_LORA)
+        files["judged"] = load_file(judged) if os.path.exists(judged) else None
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
     files["optimizer"] = torch_load(os.path.join(path, "generator_optimizer.pt"))
@@ -344,6 +352,9 @@ def _apply(run, path: str, state: dict, files: dict) -> None:
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: {e}") from e
     run.gen_opt.load_state_dict(files["optimizer"])
+    judged = files["judged"]
+    run.guard.load_state_dict(state.get("judge_guard"),
+                              None if judged is None else [judged[f"lora_{i}"] for i in range(len(judged))])
     restore_rng_state(files["rng"])
     run.draws.load_state_dict(files["rng"])
     run.round, run.reward_queries = state["round"], state["reward_queries"]

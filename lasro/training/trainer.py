@@ -26,9 +26,10 @@ from lasro.images import format_score
 from lasro.methods import method_class
 from lasro.prompts import resolve_prompts
 from lasro.report import write_report
-from lasro.rewards import build_judges, build_reward
+from lasro.rewards import build_judges, build_reward, judge_tolerances
 from lasro.rollouts import Collector, SharedDraws, multi_process_cpu
 from lasro.training import checkpointing as ckpt
+from lasro.training.judge_guard import JudgeGuard
 from lasro.training.preemption import Preempted, StopRequests
 from lasro.training.tracking import RunTracker
 
@@ -64,6 +65,7 @@ class Trainer:
         self.reward = build_reward(cfg.reward)
         method_cls.check_reward(self.reward)
         self.judges = build_judges(cfg.eval_rewards)
+        self.guard = JudgeGuard(judge_tolerances(cfg.eval_rewards))
         self.eval_reward, self.eval_reward_label = self.reward, None
         if not getattr(self.reward.fn, "evaluates", True):  # people (reward: human) score training pairs only
             if not self.judges:
@@ -226,7 +228,8 @@ class Trainer:
         scores = paired.pop("scores")
         result = {"prompts": cfg.prompts.final_eval, "samples": len(prompts), "seed": seed,
                   "round": self.round, "reward_queries": self.reward_queries, **paired,
-                  **({} if self.eval_reward_label is None else {"reward_scored_by": self.eval_reward_label})}
+                  **({} if self.eval_reward_label is None else {"reward_scored_by": self.eval_reward_label}),
+                  **({} if self.guard.tripped is None else {"judge_guard": self.guard.tripped})}
         path = os.path.join(self.out, "final_eval.json")
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
@@ -302,20 +305,32 @@ class Trainer:
             stats = self.method.warm_start()
             self.in_warm_start = False
             stats.update(self.evaluate(0))
+            self.guard.observe(0, stats, self.lora_params)  # the baseline
             rows.append(self._log(stats))
             self.save_checkpoint()
         shown = ("eval/reward_2step_mean", *self.method.logged_progress)
         bar = tqdm(range(self.round + 1, a.rounds + 1), desc=f"{self.method.name} rounds", initial=self.round,
                    total=a.rounds, disable=not (self.is_main and cfg.logging.progress))
         for r in bar:
-            if self.budget_spent():
+            if self.budget_spent() or self.guard.tripped:  # (tripped: a resumed run that a judge had stopped)
                 break
             self.round = r
             queries_before = self.reward_queries
             stats = self.method.train_round(r)
             last = r == a.rounds or self.budget_spent()
+            violations = []
             if self._eval_due(r, queries_before) or last:
                 stats.update(self.evaluate(r))
+                violations = self.guard.observe(r, stats, self.lora_params)
+            if violations:
+                stats["judge_guard/tripped"] = 1.0
+                rows.append(self._log(stats))
+                self.guard.restore(self.lora_params)
+                log.warning("round %d: %s. Stopping: the run's LoRA is round %d's, the last evaluation where every "
+                            "guarded judge held (eval_rewards max_drop)", r, "; ".join(violations),
+                            self.guard.last_held)
+                self.save_checkpoint()
+                break
             rows.append(self._log(stats))
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k in shown})
             due = r % cfg.logging.checkpoint_every == 0 or last
