@@ -213,6 +213,18 @@ class Trainer:
                                   captions=[format_score(v) for v in scores["reward"][k][:shown]])
         return {f"eval/{k}": v for k, v in metrics.items()}
 
+    def observe_judges(self, round_index: int, metrics: dict) -> list[str]:
+        """The judge guard's check of one evaluation (``eval_rewards`` max_drop), decided on the main
+        process's figures so that every process stops at the same round."""
+        if not self.guard.active:
+            return []
+        figures = {k: metrics[k] for k in self.guard.keys(metrics)}
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            figures = broadcast_object_list([figures])[0]
+        return self.guard.observe(round_index, {**metrics, **figures}, self.lora_params)
+
     @torch.no_grad()
     def final_evaluation(self) -> dict:
         """The tuned model against the initial one (its LoRA off) on ``prompts.final_eval`` x
@@ -305,7 +317,7 @@ class Trainer:
             stats = self.method.warm_start()
             self.in_warm_start = False
             stats.update(self.evaluate(0))
-            self.guard.observe(0, stats, self.lora_params)  # the baseline
+            self.observe_judges(0, stats)  # the baseline
             rows.append(self._log(stats))
             self.save_checkpoint()
         shown = ("eval/reward_2step_mean", *self.method.logged_progress)
@@ -321,7 +333,7 @@ class Trainer:
             violations = []
             if self._eval_due(r, queries_before) or last:
                 stats.update(self.evaluate(r))
-                violations = self.guard.observe(r, stats, self.lora_params)
+                violations = self.observe_judges(r, stats)
             if violations:
                 stats["judge_guard/tripped"] = 1.0
                 rows.append(self._log(stats))
