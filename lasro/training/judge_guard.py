@@ -8,11 +8,7 @@ a few hundredths with the demo's 256 samples (``prompts.eval`` x ``eval_seeds``)
 trips on noise, so give the monitor more samples or the judge a wider tolerance."""
 from __future__ import annotations
 
-import logging
-
 import torch
-
-log = logging.getLogger("lasro")
 
 
 class JudgeGuard:
