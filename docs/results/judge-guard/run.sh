@@ -15,3 +15,8 @@ for d in guard-off guard-on; do
   mkdir -p "docs/results/judge-guard/$d"
   cp "runs/$d/final_eval.json" "runs/$d/metrics.jsonl" "runs/$d/reward_curve.png" "docs/results/judge-guard/$d/"
 done
+# a looser tolerance: the guard lets the first rounds through
+.venv/bin/lasro train "${common[@]}" --set 'eval_rewards=[{name: shapes_detector, max_drop: 0.2}]' \
+  --set logging.output_dir=runs/guard-0.2
+mkdir -p docs/results/judge-guard/guard-0.2
+cp runs/guard-0.2/final_eval.json runs/guard-0.2/metrics.jsonl runs/guard-0.2/reward_curve.png docs/results/judge-guard/guard-0.2/

@@ -27,6 +27,11 @@ for extra in "--set lasro.regularizer=lora_l2 --set surrogate.encoder_blocks=2" 
   .venv/bin/lasro bench step configs/bench-sdxl-turbo-random.yaml --repeats 2 --warmup 1 $extra 2>/dev/null \
     | tail -1 >> "$out"
 done
+for cfg in configs/tiny-jpeg.yaml configs/bench-30m.yaml; do
+  for reg in "lasro.regularizer=anchor" "lasro.regularizer=lora_l2"; do
+    .venv/bin/lasro bench step "$cfg" --repeats 4 --warmup 1 --set "$reg" 2>/dev/null | tail -1 >> "$out"
+  done
+done
 # lora_l2 on the demo, 3 seeds (the main job otherwise as shipped), and the anchor's seed 0 on the same machine
 for s in 0 1 2; do
   .venv/bin/lasro train --set seed=$s --set lasro.regularizer=lora_l2 --set logging.output_dir=runs/l2-s$s
