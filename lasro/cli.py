@@ -430,7 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks: step, memory, overlap, reward-load, kill-resume, learnability, tune, compare, human")
     b = b.add_subparsers(dest="bench", metavar="BENCH")
-    bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd")
+    bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd",
+                      description="Time LaSRO generator steps as training takes them, in whole rounds of "
+                                  "algorithm.generator_steps covering at least --repeats steps (a round's first step "
+                                  "needs no round-start reference pass), and --repeats bare 2-step LoRA "
+                                  "forward+backward passes on the same batch; print one JSON line with the mean LaSRO "
+                                  "step, its first and later steps, the bare step's median, their ratio and the peak "
+                                  "memory.")
     with_config(bs)
     with_timing(bs)
     bs.add_argument("--batch", type=int, help="samples per step (stands for --set optim.batch_size=N)")
