@@ -80,10 +80,11 @@ class LaSROConfig(Section):
     # demo's saturation task the scaled clip gained +0.41 against the fixed clip's +0.11 (3 seeds; the
     # fixed clip stopped 60-70% of the samples of a 0.9-accurate surrogate); docs/results/compare-easy/
     trust_region_accuracy: Annotated[float, must(lambda v: 0.5 < v <= 1.0, "must be in (0.5, 1]")] | None = 0.6
-    # ours (off by default, not yet measured): the generator's learning rate follows the gate's held-out pair
-    # accuracy p, lr x max(p - 0.5, 0) / (this - 0.5), at most lr. The tuned lr 1e-3 gained most on saturation
-    # (p 0.85-0.94) and lost on the detector (p 0.55-0.65), where 3e-4 gained: 0.9 maps those accuracies to
-    # about those learning rates
+    # ours (off by default): the generator's learning rate follows the gate's held-out pair accuracy p,
+    # lr x max(p - 0.5, 0) / (this - 0.5), at most lr. The tuned lr 1e-3 gained most on saturation (p 0.85-0.94)
+    # and lost on the detector (p 0.55-0.65), where 3e-4 gained: 0.9 maps those accuracies to about those
+    # learning rates. With it the tuned LaSRO went from -0.078 to -0.013 on the detector and from +0.410 to
+    # +0.399 on saturation (3 seeds each; docs/results/demo-compare-tuned/, docs/results/compare-easy/)
     lr_accuracy: Annotated[float, must(lambda v: 0.5 < v <= 1.0, "must be in (0.5, 1]")] | None = None
     ema_decay: Annotated[float, must(lambda v: 0.0 < v < 1.0, "must be in (0, 1)")] = 0.99  # pooled only
     # ours: skip a round's generator steps while the surrogate orders fresh same-prompt pairs worse
