@@ -6,7 +6,7 @@ from lasro.generators.loading import (
            default_device,
            load_pipeline,
 )
-from lasro.generators.lora import adapters_off, lora_weight_change, weights_swapped
+from lasro.generators.lora import adapters_off, copy_weights, lora_weight_change, weights_swapped
 from lasro.generators.tiny import (
            TinySpec,
            build_random_sdxl_pipeline,
@@ -15,4 +15,4 @@ from lasro.generators.tiny import (
 
 __all__ = ["DTYPES", "FewStepGenerator", "ModelLoadError", "PromptEmbedCache", "PromptEmbeds", "TinySpec",
            "adapters_off", "build_random_sdxl_pipeline", "build_tiny_pipeline", "default_device", "load_pipeline",
-           "lora_weight_change", "weights_swapped"]
+           "lora_weight_change", "weights_swapped", "copy_weights"]

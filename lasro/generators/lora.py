@@ -20,15 +20,18 @@ def adapters_off(unet):
 def weights_swapped(params: list[torch.Tensor], values: list[torch.Tensor]):
     """``params`` hold ``values`` for the duration, then their own again (the round anchor's reference pass)."""
     own = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, v in zip(params, values):
-            p.copy_(v)
+    copy_weights(params, values)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for p, v in zip(params, own):
-                p.copy_(v)
+        copy_weights(params, own)
+
+
+@torch.no_grad()
+def copy_weights(params: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """Write ``values`` into ``params`` in place (each cast to its parameter's device and dtype)."""
+    for p, v in zip(params, values):
+        p.copy_(v.to(p.device, p.dtype))
 
 
 def lora_weight_change(unet) -> torch.Tensor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lasro.generators import copy_weights
+
 
 class JudgeGuard:
     """``tolerances``: judge label -> max_drop. ``observe`` each evaluation's metrics (round 0 first); it
@@ -56,13 +58,11 @@ class JudgeGuard:
             self.snapshot = [p.detach().clone() for p in lora_params]
         return violations
 
-    @torch.no_grad()
     def restore(self, lora_params: list[torch.Tensor]) -> None:
         """Put the LoRA of the last evaluation where every judge held back into the model."""
         if self.snapshot is None:
             raise RuntimeError("no evaluation where every judge held has been recorded")
-        for p, v in zip(lora_params, self.snapshot):
-            p.copy_(v.to(p.device, p.dtype))
+        copy_weights(lora_params, self.snapshot)
 
     # ----------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

@@ -223,7 +223,7 @@ class Trainer:
             from accelerate.utils import broadcast_object_list
 
             figures = broadcast_object_list([figures])[0]
-        return self.guard.observe(round_index, {**metrics, **figures}, self.lora_params)
+        return self.guard.observe(round_index, figures, self.lora_params)
 
     @torch.no_grad()
     def final_evaluation(self) -> dict:
@@ -336,14 +336,14 @@ class Trainer:
                 violations = self.observe_judges(r, stats)
             if violations:
                 stats["judge_guard/tripped"] = 1.0
-                rows.append(self._log(stats))
+            rows.append(self._log(stats))
+            if violations:
                 self.guard.restore(self.lora_params)
                 log.warning("round %d: %s. Stopping: the run's LoRA is round %d's, the last evaluation where every "
                             "guarded judge held (eval_rewards max_drop)", r, "; ".join(violations),
                             self.guard.last_held)
                 self.save_checkpoint()
                 break
-            rows.append(self._log(stats))
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k in shown})
             due = r % cfg.logging.checkpoint_every == 0 or last
             if last:  # a stop asked for in the last round: the run ends anyway
