@@ -333,6 +333,19 @@ def cmd_bench_compare(args) -> int:
     return 0
 
 
+def cmd_bench_suite(args) -> int:
+    from lasro.bench.suite import markdown, suite
+
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    seeds = [int(s) for s in split(args.seeds)] if args.seeds else None
+    results = suite(args.config, args.suite, split(args.tasks), split(args.methods), seeds, args.queries, args.out,
+                    args.set)
+    print(markdown(results))
+    print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "suite.md"),
+                      "tasks": [os.path.join(args.out, t) for t in results["tasks"]]}))
+    return 0
+
+
 def cmd_report(args) -> int:
     from lasro.report import write_report
 
@@ -428,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
 
-    b = sub.add_parser("bench", help="benchmarks: step, memory, overlap, reward-load, kill-resume, learnability, tune, compare, human")
+    b = sub.add_parser("bench", help="benchmarks: step, memory, overlap, reward-load, kill-resume, learnability, tune, compare, "
+                                          "suite, human")
     b = b.add_subparsers(dest="bench", metavar="BENCH")
     bs = b.add_parser("step", help="seconds of one LaSRO generator step vs a bare 2-step LoRA fwd+bwd",
                       description="Time LaSRO generator steps as training takes them, in whole rounds of "
@@ -528,6 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
                                     "writes (its labels are variants, like a preset's)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
+    bs = b.add_parser("suite", help="methods x tasks x seeds: every task's comparison and one table",
+                      description="Run `bench compare` for each task of the suite file (a black-box reward and its "
+                                  "held-out judges) at its equal query budget, under --out/TASK, and write "
+                                  "results.json and suite.md (every task's paired gains, judges, queries for "
+                                  "LaSRO to reach the best baseline and the ratio, wall) under --out. Resumable: "
+                                  "rerun the same command to finish a killed suite.")
+    with_config(bs)
+    bs.add_argument("--suite", help="suite YAML (default: lasro/configs/bench_suite.yaml: detector, fidelity, "
+                                    "spatial, compressibility)")
+    bs.add_argument("--tasks", help="comma-separated tasks of the suite (default: all)")
+    bs.add_argument("--methods", help="comma-separated methods/variants (default: the suite file's)")
+    bs.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")
+    bs.add_argument("--queries", type=int, help="true-reward queries per run (default: the suite file's)")
+    bs.add_argument("--out", default="runs/suite")
+    bs.set_defaults(fn=cmd_bench_suite)
 
     lb = sub.add_parser("label", help="people as the reward: the pairwise labelling app, vote export and import",
                         description="serve: a local web app showing two images of one prompt from FOLDER's queue "

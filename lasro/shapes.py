@@ -95,6 +95,20 @@ def split_prompts(split: str) -> list[str]:
     return sorted((prompt_for(c) for c in comps), key=lambda p: (sum(parse_prompt(p).values()), p))
 
 
+def pair_prompts(split: str) -> list[str]:
+    """Prompts of two different single objects, each pair in both orders ("a red circle and a blue square",
+    "a blue square and a red circle"), whose composition is in ``split``. The spatial task's prompts: the
+    demo tokenizer knows no spatial words, so there the order of naming carries the relation (first named
+    on the left, ``shapes_spatial``); the demo model was trained on one order only and ignores it."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown shapes split {split!r}: use 'train' or 'test'")
+    out = []
+    for a, b in combinations_with_replacement(KINDS, 2):
+        if a != b and is_test_composition(Counter([a, b])) == (split == "test"):
+            out += [f"a {a[0]} {a[1]} and a {b[0]} {b[1]}", f"a {b[0]} {b[1]} and a {a[0]} {a[1]}"]
+    return out
+
+
 def sample_prompts(split: str, n: int, seed: int) -> list[str]:
     """n prompts drawn with replacement, object counts 1-4 equally often (the demo build's training draw).
 

@@ -8,6 +8,7 @@ returned as a separate metric.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -56,9 +57,19 @@ def classify_contour(contour) -> str:
     return min(SHAPE_PROTOTYPES, key=lambda k: float(np.abs(f - np.array(SHAPE_PROTOTYPES[k])).sum()))
 
 
-def detect(image: Image.Image, min_area: float = 12.0, min_saturation: int = 90,
-           min_value: int = 70) -> Counter:
-    """Count (colour, shape) objects in an RGB image."""
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: its kind, its centroid in pixels (x right, y down) and its area."""
+    colour: str
+    shape: str
+    x: float
+    y: float
+    area: float
+
+
+def detect_objects(image: Image.Image, min_area: float = 12.0, min_saturation: int = 90,
+                   min_value: int = 70) -> list[Detection]:
+    """Every (colour, shape) object in an RGB image, with where it is."""
     cv2 = _cv2()
     rgb = np.asarray(image.convert("RGB"))
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
@@ -70,15 +81,24 @@ def detect(image: Image.Image, min_area: float = 12.0, min_saturation: int = 90,
     dist = np.minimum(dist, 180 - dist)  # hue is circular
     nearest = dist.argmin(-1)
     kernel = np.ones((2, 2), np.uint8)
-    found: Counter = Counter()
+    found = []
     for i, colour in enumerate(names):
         mask = (coloured & (nearest == i)).astype(np.uint8)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         for c in contours:
-            if cv2.contourArea(c) >= min_area:
-                found[(colour, classify_contour(c))] += 1
+            area = cv2.contourArea(c)
+            if area >= min_area:
+                m = cv2.moments(c)
+                found.append(Detection(colour, classify_contour(c), m["m10"] / m["m00"], m["m01"] / m["m00"],
+                                       float(area)))
     return found
+
+
+def detect(image: Image.Image, min_area: float = 12.0, min_saturation: int = 90,
+           min_value: int = 70) -> Counter:
+    """Count (colour, shape) objects in an RGB image."""
+    return Counter((d.colour, d.shape) for d in detect_objects(image, min_area, min_saturation, min_value))
 
 
 def match_score(asked: Counter, found: Counter) -> tuple[float, bool]:

@@ -1,0 +1,144 @@
+"""``lasro bench suite``: methods x tasks x seeds at an equal true-reward query budget per task.
+
+A task is a black-box reward with its held-out judges (lasro/configs/bench_suite.yaml). Each task is one
+``bench compare`` under ``out/TASK`` (its results.json, results.md and curves), so a killed suite resumes
+the runs it had not finished. The suite's own ``results.json`` and ``suite.md`` put every task in one table:
+the paired final 1- and 2-step gains, the judges' gains, the queries LaSRO needs to reach the best black-box
+baseline's final 2-step reward and the ratio, and the wall time per run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import yaml
+
+from lasro.bench.compare import compare, summary
+from lasro.config import ConfigError, DEFAULT_CONFIG
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUITE = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_suite.yaml")
+
+
+def read_suite(path: str | None) -> dict:
+    """The suite file (default: the shipped one), checked for the keys the suite needs."""
+    path = path or DEFAULT_SUITE
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"bench suite: suite file {path!r} not found (default: {DEFAULT_SUITE})") from None
+    tasks = spec.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise ConfigError(f"bench suite: {path!r} needs a 'tasks:' mapping (task -> {{about, set}}); see {DEFAULT_SUITE}")
+    for name, task in tasks.items():
+        if not isinstance(task, dict) or "reward" not in (task.get("set") or {}):
+            raise ConfigError(f"bench suite: task '{name}' in {path!r} needs 'set: {{reward: ...}}' (its black-box "
+                              "reward, and eval_rewards: its held-out judges)")
+    return spec
+
+
+def _assignments(mapping: dict | None) -> list[str]:
+    """``{"a.b": v}`` as ``--set a.b=v`` strings (values as JSON, which YAML reads back unchanged)."""
+    return [f"{k}={json.dumps(v)}" for k, v in (mapping or {}).items()]
+
+
+def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | None = None,
+          methods: list[str] | None = None, seeds: list[int] | None = None, queries: int | None = None,
+          out: str = "runs/suite", overrides: list[str] | None = None) -> dict:
+    """Run every task's comparison (resuming finished runs) and write the suite's results.json and suite.md."""
+    spec = read_suite(suite_path)
+    chosen = tasks or list(spec["tasks"])
+    unknown = [t for t in chosen if t not in spec["tasks"]]
+    if unknown:
+        raise ConfigError(f"bench suite: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(spec['tasks'])}")
+    queries = int(queries or spec.get("queries") or 0)
+    if queries < 1:
+        raise ConfigError("bench suite needs a query budget: --queries N (or queries: in the suite file)")
+    seeds = list(seeds if seeds is not None else spec.get("seeds", [0, 1, 2]))
+    methods = methods or spec.get("methods")
+    results = {"suite": suite_path or DEFAULT_SUITE, "config": config, "queries": queries, "seeds": seeds,
+               "tasks": {}}
+    os.makedirs(out, exist_ok=True)
+    for name in chosen:
+        task = spec["tasks"][name]
+        log.info("bench suite: task %s (%s)", name, task.get("about", ""))
+        sets = [*_assignments(spec.get("base")), *_assignments(task["set"]), *(overrides or [])]
+        compared = compare(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
+                           overrides=sets)
+        results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],
+                                  "judges": _judge_names(task["set"].get("eval_rewards")),
+                                  "rows": task_rows(compared)}
+        write_suite(results, out)
+    return results
+
+
+def _judge_names(judges) -> list[str]:
+    return [j if isinstance(j, str) else j.get("name", "?") for j in (judges or [])]
+
+
+def task_rows(compared: dict) -> list[dict]:
+    """One row per method of a task's comparison: its summary row plus the mean wall seconds of a run."""
+    rows = []
+    for row in summary(compared):
+        runs = compared["methods"][row["label"]]["runs"]
+        walls = [r["curve"][-1]["wall_seconds"] for r in runs if r["curve"]]
+        rows.append({**row, "wall_seconds": float(np.mean(walls)) if walls else None})
+    return rows
+
+
+def _gain(row: dict, name: str) -> str:
+    """A paired gain as "mean ± std (seeds above 0/runs)", or "+g [lo, hi]" for one seed; "–" without one."""
+    g = row.get(f"gain_{name}")
+    if g is None:
+        return "–"
+    n = row["final_eval_runs"]
+    if n == 1:
+        lo, hi = row[f"gain_{name}_ci95"]
+        return f"{g[0]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return f"{g[0]:+.3f} ± {g[1]:.3f} ({row[f'gain_{name}_seeds_above_zero']}/{n})"
+
+
+def markdown(results: dict) -> str:
+    """The suite's table: every task, every method."""
+    lines = [f"# bench suite: {results['queries']} true-reward queries per run, seeds {results['seeds']}\n",
+             "Gains: the paired final evaluation (tuned against initial model on the same held-out prompts and "
+             "noises), mean ± std over seeds and how many seeds' 95% intervals lie above 0. Judges are never "
+             "trained on. Queries to target: the first evaluation where the seed-mean 2-step reward reaches the "
+             "best black-box baseline's final one; the ratio is that baseline's queries over these (the goal "
+             "is ≥ 3×).\n",
+             "| task | method | 2-step gain | 1-step gain | judges' 2-step gain | queries to best baseline | ratio "
+             "| wall per run |", "|---|---|---|---|---|---|---|---|"]
+    for name, task in results["tasks"].items():
+        for row in task["rows"]:
+            label = row["label"]
+            if row["skipped"]:
+                lines.append(f"| {name} | {label} | skipped: {row['skipped']} | | | | | |")
+                continue
+            if not row["runs"]:
+                continue
+            judges = "; ".join(f"{j} {_gain(row, f'{j}/reward_2step')}" for j in task["judges"]) or "–"
+            reach = row.get("queries_to_target", "–")
+            reach = "not reached" if reach is None else reach if reach == "–" else f"{reach:.0f}"
+            if label == row.get("best_baseline"):
+                reach += " (best baseline)"
+            ratio = f"{row['speedup_vs_best_baseline']:.2f}×" if row.get("speedup_vs_best_baseline") else "–"
+            wall = f"{row['wall_seconds']:.0f} s" if row.get("wall_seconds") is not None else "–"
+            lines.append(f"| {name} | {label} | {_gain(row, 'reward_2step')} | {_gain(row, 'reward_1step')} | "
+                         f"{judges} | {reach} | {ratio} | {wall} |")
+    lines.append("\nTasks:\n")
+    lines += [f"- **{name}** (`{t['reward']}`; judges: {', '.join(t['judges']) or 'none'}): {t['about']}"
+              for name, t in results["tasks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_suite(results: dict, out: str) -> None:
+    path = os.path.join(out, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(out, "suite.md"), "w") as f:
+        f.write(markdown(results))

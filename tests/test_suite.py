@@ -1,0 +1,70 @@
+"""``lasro bench suite``: one task, one seed, a tiny budget on the tiny model (the CI smoke), and its resume."""
+import json
+
+import pytest
+import yaml
+
+from lasro.bench import compare as compare_module
+from lasro.bench.suite import DEFAULT_SUITE, read_suite
+from lasro.cli import main
+from lasro.config import ConfigError
+from lasro.rewards import list_rewards
+from tests.test_compare import _base_config
+
+
+def _suite_file(path, tasks):
+    path.write_text(yaml.safe_dump({"queries": 8, "seeds": [0], "methods": ["lasro", "gors", "draft"],
+                                    "base": {"prompts.final_eval": ["a red circle", "a blue square"],
+                                             "prompts.final_eval_seeds": 1},
+                                    "tasks": tasks}))
+    return str(path)
+
+
+def test_suite_runs_each_task_writes_one_table_and_resumes(tiny_dirs, tmp_path, capsys, monkeypatch):
+    config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"])
+    suite = _suite_file(tmp_path / "s.yaml", {"jpeg": {"about": "file size", "set": {
+        "reward": "jpeg_compressibility", "eval_rewards": ["saturation"]}}})
+    out = tmp_path / "suite"
+    args = ["bench", "suite", config, "--suite", suite, "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    (row_lasro, row_gors, row_draft) = results["tasks"]["jpeg"]["rows"]
+    assert results["tasks"]["jpeg"]["judges"] == ["saturation"]
+    assert row_gors["best_baseline"] == "gors" and row_gors["wall_seconds"] > 0
+    assert "not differentiable" in row_draft["skipped"]
+    task = json.loads((out / "jpeg" / "results.json").read_text())  # the task's own comparison
+    assert task["base"]["reward"] == "jpeg_compressibility" and task["base"]["eval_rewards"] == ["saturation"]
+    assert task["base"]["prompts"]["final_eval"] == ["a red circle", "a blue square"]
+    table = (out / "suite.md").read_text()
+    assert "| jpeg | lasro |" in table and "| jpeg | gors |" in table and "saturation " in table
+    assert "(best baseline)" in table and "| jpeg | draft | skipped:" in table
+    assert "| jpeg | lasro |" in capsys.readouterr().out
+    # rerun: every run is finished, none is trained again (DRaFT is tried again, and skipped again)
+    real = compare_module.run_one
+
+    def run_one(cfg):
+        assert cfg.algorithm.method == "draft", "a finished run was trained again"
+        return real(cfg)
+
+    monkeypatch.setattr(compare_module, "run_one", run_one)
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["tasks"]["jpeg"]["rows"][1]["runs"] == 1
+
+
+def test_suite_file_errors_name_the_fix(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="needs a 'tasks:' mapping"):
+        read_suite(_suite_file(tmp_path / "a.yaml", {}))
+    with pytest.raises(ConfigError, match="task 'x' .* needs 'set: {reward: ...}'"):
+        read_suite(_suite_file(tmp_path / "b.yaml", {"x": {"about": "no reward"}}))
+    assert main(["bench", "suite", "--suite", _suite_file(tmp_path / "c.yaml", {"jpeg": {"set": {
+        "reward": "jpeg_compressibility"}}}), "--tasks", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown task(s) nope; tasks: jpeg" in capsys.readouterr().err
+
+
+def test_every_shipped_task_has_judges_and_registered_rewards():
+    spec = read_suite(DEFAULT_SUITE)
+    assert len(spec["tasks"]) >= 4
+    for name, task in spec["tasks"].items():
+        assert task["about"] and task["set"]["eval_rewards"], name
+        for reward in [task["set"]["reward"], *task["set"]["eval_rewards"]]:
+            assert reward in {r[0] for r in list_rewards()}, (name, reward)
