@@ -160,6 +160,15 @@ def cmd_demo_build(args) -> int:
     return 0
 
 
+def cmd_demo_build_judge(args) -> int:
+    from lasro.demo.judge_build import JudgeSpec, build_judge
+    from lasro.rewards.shapes_judge import SHIPPED
+
+    build = build_judge(args.out or SHIPPED, JudgeSpec(seed=args.seed), scale=args.scale)
+    print(json.dumps({k: build[k] for k in ("parameters", "train", "held_out", "wall_seconds")}))
+    return 0
+
+
 def cmd_serve_reward(args) -> int:
     from lasro.rewards.remote import make_server
 
@@ -433,13 +442,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(default 256)")
     sr.set_defaults(fn=cmd_serve_reward)
 
-    d = sub.add_parser("demo", help="the shapes demo model: demo build").add_subparsers(dest="demo", metavar="ACTION")
+    d = sub.add_parser("demo", help="the shapes demo model: demo build, demo build-judge").add_subparsers(dest="demo", metavar="ACTION")
     db = d.add_parser("build", help="regenerate the shipped shapes demo model from scratch (about an hour on CPU)")
     db.add_argument("--out", help="output folder (default: the package's own demo model folder)")
     db.add_argument("--work", default="demo-build-work", help="stage cache; a rerun resumes from it")
     db.add_argument("--seed", type=int, default=0)
     db.add_argument("--scale", type=float, default=1.0, help="multiply every step/sample count (0.01: smoke test)")
     db.set_defaults(fn=cmd_demo_build)
+    dj = d.add_parser("build-judge", help="train the shapes_judge reward (a small CNN) on data the demo generates",
+                      description="Generate the demo model's samples and rendered scenes, score them with the mean of "
+                                  "shapes_detector and shapes_fidelity, fit the judge CNN, and write "
+                                  "judge.safetensors and BUILD.json (held-out Pearson r, pair accuracy) to --out.")
+    dj.add_argument("--out", help="folder (default: the shipped lasro/demo/shapes_judge)")
+    dj.add_argument("--seed", type=int, default=0)
+    dj.add_argument("--scale", type=float, default=1.0, help="multiply the sample and step counts (0.02: smoke test)")
+    dj.set_defaults(fn=cmd_demo_build_judge)
 
     b = sub.add_parser("bench", help="benchmarks: step, memory, overlap, reward-load, kill-resume, learnability, tune, compare, "
                                           "suite, human")
@@ -542,21 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
                                     "writes (its labels are variants, like a preset's)")
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
-    bs = b.add_parser("suite", help="methods x tasks x seeds: every task's comparison and one table",
+    bsu = b.add_parser("suite", help="methods x tasks x seeds: every task's comparison and one table",
                       description="Run `bench compare` for each task of the suite file (a black-box reward and its "
                                   "held-out judges) at its equal query budget, under --out/TASK, and write "
                                   "results.json and suite.md (every task's paired gains, judges, queries for "
                                   "LaSRO to reach the best baseline and the ratio, wall) under --out. Resumable: "
                                   "rerun the same command to finish a killed suite.")
-    with_config(bs)
-    bs.add_argument("--suite", help="suite YAML (default: lasro/configs/bench_suite.yaml: detector, fidelity, "
+    with_config(bsu)
+    bsu.add_argument("--suite", help="suite YAML (default: lasro/configs/bench_suite.yaml: detector, fidelity, "
                                     "spatial, compressibility)")
-    bs.add_argument("--tasks", help="comma-separated tasks of the suite (default: all)")
-    bs.add_argument("--methods", help="comma-separated methods/variants (default: the suite file's)")
-    bs.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")
-    bs.add_argument("--queries", type=int, help="true-reward queries per run (default: the suite file's)")
-    bs.add_argument("--out", default="runs/suite")
-    bs.set_defaults(fn=cmd_bench_suite)
+    bsu.add_argument("--tasks", help="comma-separated tasks of the suite (default: all)")
+    bsu.add_argument("--methods", help="comma-separated methods/variants (default: the suite file's)")
+    bsu.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")
+    bsu.add_argument("--queries", type=int, help="true-reward queries per run (default: the suite file's)")
+    bsu.add_argument("--out", default="runs/suite")
+    bsu.set_defaults(fn=cmd_bench_suite)
 
     lb = sub.add_parser("label", help="people as the reward: the pairwise labelling app, vote export and import",
                         description="serve: a local web app showing two images of one prompt from FOLDER's queue "

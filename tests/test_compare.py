@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lasro.cli import main
-from lasro.bench.compare import PRESETS, _merge, markdown, summary, variants
+from lasro.bench.compare import PRESETS, _merge, check_no_clash, markdown, summary, variants
 from lasro.config import ConfigError, read_config_data
 from lasro.methods import build_config
 
@@ -96,6 +96,17 @@ def test_ablation_preset_names_valid_variants(tmp_path):
     assert all(found[k].overrides["surrogate"]["space"] == "latent" for k in found if k != "pixel_surrogate")
     with pytest.raises(ConfigError, match="unknown method or variant 'reinforce'"):
         variants(table, ["reinforce"])
+
+
+def test_a_set_that_a_preset_variant_would_override_is_an_error_not_lost():
+    with open(PRESETS["tuned"]) as f:
+        chosen = variants(yaml.safe_load(f)["methods"], ["lasro", "gors"])
+    with pytest.raises(ConfigError, match=r"--set optim.lr=1e-4 \(variant 'gors' sets 0.001\)"):
+        check_no_clash(chosen, ["reward=saturation", "optim.lr=1e-4"])
+    # keys no variant sets, and a variant's own value repeated, are fine
+    check_no_clash(chosen, ["reward=saturation", "gors.timesteps=last", "ppo.clip_range=0.1"])
+    check_no_clash(chosen[1:], ["optim.lr=1e-3"])
+    check_no_clash(chosen, ["optim={batch_size: 4}"])  # a mapping merges key by key: no leaf clashes
 
 
 def test_config_ablation_preset_switches_parts_off_on_the_config_as_it_stands():

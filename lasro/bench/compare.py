@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from lasro.config import DEFAULT_CONFIG, ConfigError, read_config_data
+from lasro.config import DEFAULT_CONFIG, ConfigError, apply_override, read_config_data
 from lasro.methods import MethodNotApplicable, build_config, list_methods, method_class
 from lasro.training import Trainer
 
@@ -64,6 +64,37 @@ def variants(table: dict, labels: list[str] | None) -> list[Variant]:
         method = (overrides.get("algorithm") or {}).get("method") or (label if label in list_methods() else "lasro")
         out.append(Variant(label, method, _merge(overrides, {"algorithm": {"method": method}})))
     return out
+
+
+def _leaves(data: dict, prefix: str = "") -> dict:
+    """``{"a.b": value}`` for every non-mapping value of a nested mapping."""
+    out = {}
+    for k, v in data.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _same(a, b) -> bool:
+    """Equal, counting YAML's "1e-4" (a string to PyYAML) as the number it means."""
+    try:
+        return a == b or float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def check_no_clash(chosen: list[Variant], overrides: list[str] | None) -> None:
+    """A ``--set`` must not name a key a variant sets to another value: the variant's value would win and
+    the --set be silently lost (a preset's lr over ``--set optim.lr``)."""
+    given: dict = {}
+    for o in overrides or []:
+        apply_override(given, o)
+    given = _leaves(given)
+    clashes = [f"--set {key}={given[key]} (variant '{v.label}' sets {mine})" for v in chosen
+               for key, mine in _leaves(v.overrides).items() if key in given and not _same(given[key], mine)]
+    if clashes:
+        raise ConfigError("bench compare: a variant's own setting would override these --set values: "
+                          + "; ".join(clashes) + ". Drop the --set, or give the variants your values in a "
+                          "`methods:` table (in CONFIG, or a file for --tuned)")
 
 
 def finished_runs(out: str, base: dict, queries: int) -> dict:
@@ -138,7 +169,9 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
                "seeds": list(seeds), "base": base, "methods": {}}
     os.makedirs(out, exist_ok=True)
     done = finished_runs(out, base, queries)
-    for v in variants(table, labels):
+    chosen = variants(table, labels)
+    check_no_clash(chosen, overrides)
+    for v in chosen:
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
         for seed in seeds:

@@ -3,7 +3,10 @@ paper's "fine-tune on own high-reward samples" baseline).
 
 Each round: sample on-policy, score with the true reward, keep the top ``gors.top_fraction`` of each step
 count's samples, weight them by a softmax of their normalised reward, and regress the generator onto them
-with the few-step denoising loss (noise the sample to a timestep, predict the clean latent, weighted MSE).
+with the denoising loss (noise the sample to a timestep, predict the clean latent, weighted MSE). The
+timestep is drawn uniformly, as GORS trains (its standard diffusion loss): regressing at the sampler's last
+timestep instead (``gors.timesteps: last``) drifts toward detail whatever the reward, since the loop of
+sampling and regressing sharpens the model's own outputs (docs/results/compare-easy/, "GORS").
 ``gors.step_counts`` limits which samplers' outputs are kept. Ours: an anchor, ``gors.anchor_weight`` times
 the squared distance of the predictions from the initial model's on the same noised inputs (one no-grad
 UNet call); without it the loop of sampling and regressing diverged on the distilled demo model at every
@@ -31,7 +34,8 @@ class GORSConfig(Section):
     # share of each round's samples (per step count) kept
     top_fraction: Annotated[float, must(lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")] = 0.25
     temperature: float = Field(1.0, gt=0)  # weights: softmax(normalised reward / temperature) over the kept samples
-    timesteps: Literal["last", "sampler", "uniform"] = "last"  # as dpo.timesteps
+    # as dpo.timesteps; GORS's own loss draws t uniformly ("last" drifts: see the module docstring)
+    timesteps: Literal["last", "sampler", "uniform"] = "uniform"
     # ours: pull the predictions toward the initial model's on the same noised inputs (the anchor the other
     # methods have); without it the sample-and-regress loop diverges on a distilled model
     anchor_weight: float = Field(1.0, ge=0)

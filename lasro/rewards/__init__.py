@@ -7,6 +7,7 @@ from lasro.rewards import jpeg as _jpeg  # noqa: F401  (registers the jpeg_* rew
 from lasro.rewards import shapes_detector as _shapes  # noqa: F401  (registers shapes_detector)
 from lasro.rewards import shapes_fidelity as _fidelity  # noqa: F401  (registers shapes_fidelity)
 from lasro.rewards import shapes_spatial as _spatial  # noqa: F401  (registers shapes_spatial)
+from lasro.rewards import shapes_judge as _judge  # noqa: F401  (registers shapes_judge)
 from lasro.rewards import remote as _remote  # noqa: F401  (registers remote)
 from lasro.rewards import ocr as _ocr  # noqa: F401  (registers ocr)
 from lasro.rewards import saturation as _saturation  # noqa: F401  (registers saturation)
