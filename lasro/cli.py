@@ -164,7 +164,9 @@ def cmd_demo_build_judge(args) -> int:
     from lasro.demo.judge_build import JudgeSpec, build_judge
     from lasro.rewards.shapes_judge import SHIPPED
 
-    build = build_judge(args.out or SHIPPED, JudgeSpec(seed=args.seed), scale=args.scale)
+    command = "lasro demo build-judge" + (f" --out {args.out}" if args.out else "") + (
+        f" --seed {args.seed}" if args.seed else "") + (f" --scale {args.scale}" if args.scale != 1.0 else "")
+    build = build_judge(args.out or SHIPPED, JudgeSpec(seed=args.seed), scale=args.scale, command=command)
     print(json.dumps({k: build[k] for k in ("parameters", "train", "held_out", "wall_seconds")}))
     return 0
 
@@ -566,8 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "LaSRO to reach the best baseline and the ratio, wall) under --out. Resumable: "
                                   "rerun the same command to finish a killed suite.")
     with_config(bsu)
-    bsu.add_argument("--suite", help="suite YAML (default: lasro/configs/bench_suite.yaml: detector, fidelity, "
-                                    "spatial, compressibility)")
+    bsu.add_argument("--suite", help="suite YAML (default: lasro/configs/bench_suite.yaml: detector, fidelity, spatial, "
+                                    "compressibility, learned_judge)")
     bsu.add_argument("--tasks", help="comma-separated tasks of the suite (default: all)")
     bsu.add_argument("--methods", help="comma-separated methods/variants (default: the suite file's)")
     bsu.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")

@@ -113,7 +113,7 @@ def judge_metrics(net: JudgeNet, pixels, prompts, targets) -> dict:
             "pair_accuracy": float(right.mean()), "target_mean": float(y.mean())}
 
 
-def build_judge(out: str, spec: JudgeSpec, scale: float = 1.0) -> dict:
+def build_judge(out: str, spec: JudgeSpec, scale: float = 1.0, command: str = "lasro demo build-judge") -> dict:
     """Generate the data, fit the judge, write judge.safetensors and BUILD.json to ``out``; return BUILD."""
     from safetensors.torch import save_file
 
@@ -145,7 +145,7 @@ def build_judge(out: str, spec: JudgeSpec, scale: float = 1.0) -> dict:
     build = {"spec": asdict(spec), "scale": scale, "parameters": sum(p.numel() for p in net.parameters()),
              "train": judge_metrics(net, pixels, prompts, targets), "held_out": judge_metrics(net, *test),
              "wall_seconds": round(time.time() - start, 1), "torch": torch.__version__,
-             "machine": platform.machine(), "command": f"lasro demo build-judge --out {out}"}
+             "machine": platform.machine(), "command": command}
     os.makedirs(out, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, os.path.join(out, WEIGHTS + ".tmp"))
     os.chmod(os.path.join(out, WEIGHTS + ".tmp"), 0o644)
