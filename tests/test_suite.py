@@ -39,6 +39,10 @@ def test_suite_runs_each_task_writes_one_table_and_resumes(tiny_dirs, tmp_path, 
     assert "| jpeg | lasro |" in table and "| jpeg | gors |" in table and "saturation " in table
     assert "(best baseline)" in table and "| jpeg | draft | skipped:" in table
     assert "| jpeg | lasro |" in capsys.readouterr().out
+    page = (out / "jpeg" / "README.md").read_text()  # the task's own page
+    assert page.startswith("# Task `jpeg`: file size") and "## Comparison:" in page and "curves_queries.png" in page
+    assert "(lasro/seed-0/samples/before_after_2step.png)" in page
+    assert (out / "jpeg" / "lasro" / "seed-0" / "samples" / "before_after_2step.png").is_file()
     # rerun: every run is finished, none is trained again (DRaFT is tried again, and skipped again)
     real = compare_module.run_one
 

@@ -72,6 +72,7 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
         results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],
                                   "judges": _judge_names(task["set"].get("eval_rewards")),
                                   "rows": task_rows(compared)}
+        write_task_page(os.path.join(out, name), name, results["tasks"][name], compared)
         write_suite(results, out)
     return results
 
@@ -133,6 +134,25 @@ def markdown(results: dict) -> str:
     lines += [f"- **{name}** (`{t['reward']}`; judges: {', '.join(t['judges']) or 'none'}): {t['about']}"
               for name, t in results["tasks"].items()]
     return "\n".join(lines) + "\n"
+
+
+def write_task_page(task_dir: str, name: str, task: dict, compared: dict) -> None:
+    """``TASK/README.md``: what the task measures, the comparison's tables, its curves and each method's
+    before/after picture (first seed), by paths relative to the task folder."""
+    from lasro.bench.compare import markdown as compare_markdown
+
+    lines = [f"# Task `{name}`: {task['about']}\n", f"Reward `{task['reward']}` (black-box to every method but "
+             f"DRaFT); held-out judges: {', '.join(f'`{j}`' for j in task['judges']) or 'none'}.\n",
+             compare_markdown(compared).replace("# bench compare:", "## Comparison:", 1),
+             "\n![reward against true-reward queries](curves_queries.png)\n\n![reward against wall seconds]"
+             "(curves_wall.png)\n", "## Before and after (2 steps, first seed; same prompts and noises)\n"]
+    for label, m in compared["methods"].items():
+        if m["runs"]:
+            rel = os.path.join(label, f"seed-{m['runs'][0]['seed']}", "samples", "before_after_2step.png")
+            if os.path.isfile(os.path.join(task_dir, rel)):
+                lines.append(f"**{label}**\n\n![{label}: before and after]({rel})\n")
+    with open(os.path.join(task_dir, "README.md"), "w") as f:
+        f.write("\n".join(lines))
 
 
 def write_suite(results: dict, out: str) -> None:
