@@ -327,6 +327,20 @@ def apply_override(data: dict, assignment: str) -> None:
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 
 
+def read_spec_file(path: str, who: str, default: str) -> dict:
+    """A bench command's own YAML file (a tuning grid, a suite) as a mapping, with errors that name it."""
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{who}: file {path!r} not found (default: {default})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{who}: file {path!r} is not valid YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{who}: file {path!r} must be a mapping of keys (see {default})")
+    return spec
+
+
 def read_config_data(path: str | None = None, overrides: list[str] | None = None) -> dict:
     """The raw mapping of a YAML config (none given: the embedded demo job) with ``--set`` overrides applied."""
     data: dict = {}

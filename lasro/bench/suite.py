@@ -13,10 +13,9 @@ import logging
 import os
 
 import numpy as np
-import yaml
 
 from lasro.bench.compare import compare, summary
-from lasro.config import ConfigError, DEFAULT_CONFIG
+from lasro.config import ConfigError, DEFAULT_CONFIG, read_spec_file
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +25,7 @@ DEFAULT_SUITE = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_suite.yaml"
 def read_suite(path: str | None) -> dict:
     """The suite file (default: the shipped one), checked for the keys the suite needs."""
     path = path or DEFAULT_SUITE
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"bench suite: suite file {path!r} not found (default: {DEFAULT_SUITE})") from None
+    spec = read_spec_file(path, "bench suite: suite", DEFAULT_SUITE)
     tasks = spec.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"bench suite: {path!r} needs a 'tasks:' mapping (task -> {{about, set}}); see {DEFAULT_SUITE}")

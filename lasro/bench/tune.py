@@ -14,7 +14,7 @@ import yaml
 
 from lasro.bench.compare import compare
 from lasro.bench.learnability import final_gains, gain_cell
-from lasro.config import DEFAULT_CONFIG, ConfigError
+from lasro.config import DEFAULT_CONFIG, ConfigError, read_spec_file
 
 DEFAULT_GRID = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_tuning.yaml")
 
@@ -47,11 +47,7 @@ def grid_table(grid: dict) -> dict:
 
 def read_grid(path: str | None) -> dict:
     path = path or DEFAULT_GRID
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"bench tune: grid file {path!r} not found") from None
+    spec = read_spec_file(path, "bench tune: grid", DEFAULT_GRID)
     for key in ("reward", "queries", "grid"):
         if key not in spec:
             raise ConfigError(f"bench tune: grid file {path!r} needs a '{key}:' entry (see {DEFAULT_GRID})")
