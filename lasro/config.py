@@ -327,34 +327,23 @@ def apply_override(data: dict, assignment: str) -> None:
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 
 
-def read_spec_file(path: str, who: str, default: str) -> dict:
-    """A bench command's own YAML file (a tuning grid, a suite) as a mapping, with errors that name it."""
+def read_yaml_mapping(path: str, name: str, hint: str = "") -> dict:
+    """A YAML file that must hold a mapping (a config, a tuning grid, a suite), with errors that name it."""
     try:
         with open(path) as f:
-            spec = yaml.safe_load(f) or {}
+            data = yaml.safe_load(f) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{who}: file {path!r} not found (default: {default})") from None
+        raise ConfigError(f"{name} {path!r} not found{hint}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{who}: file {path!r} is not valid YAML: {e}") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{who}: file {path!r} must be a mapping of keys (see {default})")
-    return spec
+        raise ConfigError(f"{name} {path!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name} {path!r}: expected a mapping of keys, got {type(data).__name__}")
+    return data
 
 
 def read_config_data(path: str | None = None, overrides: list[str] | None = None) -> dict:
     """The raw mapping of a YAML config (none given: the embedded demo job) with ``--set`` overrides applied."""
-    data: dict = {}
-    path = path or DEFAULT_CONFIG
-    if path:
-        try:
-            with open(path) as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path!r} not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path!r}: expected a mapping of keys, got {type(data).__name__}")
+    data = read_yaml_mapping(path or DEFAULT_CONFIG, "config file")
     for o in overrides or []:
         apply_override(data, o)
     return data

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from lasro.bench.compare import compare, summary
-from lasro.config import ConfigError, DEFAULT_CONFIG, read_spec_file
+from lasro.config import ConfigError, DEFAULT_CONFIG, read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ DEFAULT_SUITE = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_suite.yaml"
 def read_suite(path: str | None) -> dict:
     """The suite file (default: the shipped one), checked for the keys the suite needs."""
     path = path or DEFAULT_SUITE
-    spec = read_spec_file(path, "bench suite: suite", DEFAULT_SUITE)
+    spec = read_yaml_mapping(path, "bench suite: suite file", f" (default: {DEFAULT_SUITE})")
     tasks = spec.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"bench suite: {path!r} needs a 'tasks:' mapping (task -> {{about, set}}); see {DEFAULT_SUITE}")

@@ -14,7 +14,7 @@ import yaml
 
 from lasro.bench.compare import compare
 from lasro.bench.learnability import final_gains, gain_cell
-from lasro.config import DEFAULT_CONFIG, ConfigError, read_spec_file
+from lasro.config import DEFAULT_CONFIG, ConfigError, read_yaml_mapping
 
 DEFAULT_GRID = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_tuning.yaml")
 
@@ -47,7 +47,7 @@ def grid_table(grid: dict) -> dict:
 
 def read_grid(path: str | None) -> dict:
     path = path or DEFAULT_GRID
-    spec = read_spec_file(path, "bench tune: grid", DEFAULT_GRID)
+    spec = read_yaml_mapping(path, "bench tune: grid file", f" (default: {DEFAULT_GRID})")
     for key in ("reward", "queries", "grid"):
         if key not in spec:
             raise ConfigError(f"bench tune: grid file {path!r} needs a '{key}:' entry (see {DEFAULT_GRID})")
