@@ -10,6 +10,7 @@ The shared sections are fields of ``TrainConfig``; a method's own keys live in i
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -322,6 +323,12 @@ def apply_override(data: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{p}' is not a section")
     node[parts[-1]] = value
+
+
+def set_assignments(dotted: dict | None) -> list[str]:
+    """``{"a.b": value}`` as ``--set a.b=value`` strings; values as JSON, which YAML reads back unchanged
+    (lists of mappings included)."""
+    return [f"{k}={json.dumps(v)}" for k, v in (dotted or {}).items()]
 
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")

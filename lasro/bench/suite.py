@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from lasro.bench.compare import compare, summary
-from lasro.config import ConfigError, DEFAULT_CONFIG, read_yaml_mapping
+from lasro.config import ConfigError, DEFAULT_CONFIG, read_yaml_mapping, set_assignments
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ def read_suite(path: str | None) -> dict:
             raise ConfigError(f"bench suite: task '{name}' in {path!r} needs 'set: {{reward: ...}}' (its black-box "
                               "reward, and eval_rewards: its held-out judges)")
     return spec
-
-
-def _assignments(mapping: dict | None) -> list[str]:
-    """``{"a.b": v}`` as ``--set a.b=v`` strings (values as JSON, which YAML reads back unchanged)."""
-    return [f"{k}={json.dumps(v)}" for k, v in (mapping or {}).items()]
 
 
 def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | None = None,
@@ -61,7 +56,7 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
     for name in chosen:
         task = spec["tasks"][name]
         log.info("bench suite: task %s (%s)", name, task.get("about", ""))
-        sets = [*_assignments(spec.get("base")), *_assignments(task["set"]), *(overrides or [])]
+        sets = [*set_assignments(spec.get("base")), *set_assignments(task["set"]), *(overrides or [])]
         compared = compare(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
                            overrides=sets)
         results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],

@@ -14,7 +14,7 @@ import yaml
 
 from lasro.bench.compare import compare
 from lasro.bench.learnability import final_gains, gain_cell
-from lasro.config import DEFAULT_CONFIG, ConfigError, read_yaml_mapping
+from lasro.config import DEFAULT_CONFIG, ConfigError, read_yaml_mapping, set_assignments
 
 DEFAULT_GRID = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_tuning.yaml")
 
@@ -60,15 +60,16 @@ def tune(config: str | None, grid_path: str | None = None, out: str = "runs/tune
     spec = read_grid(grid_path)
     table = grid_table(spec["grid"])
     settings = {label: v.pop("_setting") for label, v in table.items()}
-    base = [f"{k}={v}" for k, v in (spec.get("base") or {}).items()]
+    base = set_assignments(spec.get("base"))
     seeds = [spec.get("seed", 0) if seed is None else seed]
     results = compare(config, list(table), seeds, int(spec["queries"]), out, table=table,
                       overrides=[*base, f"reward={spec['reward']}", *(overrides or [])])
     rows, best = [], {}
     for label, entry in results["methods"].items():
         run = (entry["runs"] or [None])[0]
+        final = (run or {}).get("final_eval") or {}
         row = {"label": label, "method": entry["method"], "setting": settings[label], "skipped": entry["skipped"],
-               **final_gains((run or {}).get("final_eval"))}
+               **final_gains(final), "judges": judge_gains(final), "guard": final.get("judge_guard")}
         rows.append(row)
         score = row.get("gain_2step")
         if score is not None and (entry["method"] not in best or score > best[entry["method"]]["gain_2step"]):
@@ -80,15 +81,26 @@ def tune(config: str | None, grid_path: str | None = None, out: str = "runs/tune
     return {"rows": rows, "tuned": tuned}
 
 
+def judge_gains(final_eval: dict) -> dict:
+    """Each held-out judge's paired 2-step gain (mean) in a run's final evaluation."""
+    return {k.split("/")[0]: g["mean"] for k, g in (final_eval.get("gain") or {}).items()
+            if k.endswith("/reward_2step")}
+
+
 def markdown(spec: dict, rows: list[dict]) -> str:
     lines = [f"# Equal tuning on `{spec['reward']}`: {spec['queries']} true-reward queries per setting",
-             "", "| method | setting | 2-step gain [95%] | 1-step gain [95%] | chosen |", "|---|---|---|---|---|"]
+             "", "| method | setting | 2-step gain [95%] | 1-step gain [95%] | judges, 2-step gain | judge guard "
+             "| chosen |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         if r["skipped"]:
-            lines.append(f"| {r['method']} | {setting} | skipped: {r['skipped'][:80]} | | |")
+            lines.append(f"| {r['method']} | {setting} | skipped: {r['skipped'][:80]} | | | | |")
             continue
-        lines.append(f"| {r['method']} | {setting} | {gain_cell(r, 2)} | {gain_cell(r, 1)} | {'**yes**' if r['chosen'] else ''} |")
+        judges = ", ".join(f"{j} {g:+.3f}" for j, g in (r.get("judges") or {}).items()) or "–"
+        guard = (f"stopped at round {r['guard']['round']}, kept round {r['guard']['kept_round']}"
+                 if r.get("guard") else "held" if r.get("judges") else "–")
+        lines.append(f"| {r['method']} | {setting} | {gain_cell(r, 2)} | {gain_cell(r, 1)} | {judges} | {guard} | "
+                     f"{'**yes**' if r['chosen'] else ''} |")
     return "\n".join(lines) + "\n"
 
 
