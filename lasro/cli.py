@@ -553,10 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--no-final-eval", action="store_true",
                     help="skip each run's paired final evaluation on prompts.final_eval (default: run it when the "
                          "config names one)")
-    bc.add_argument("--preset", choices=["ablations", "ablations_config", "tuned"],
+    bc.add_argument("--preset", choices=["ablations", "ablations_config", "tuned", "tuned_unguarded"],
                     help="ablations: the paper's, with its latent surrogate (lasro/configs/bench_ablations.yaml); "
                          "ablations_config: the same switches on CONFIG as it stands (bench_ablations_config.yaml); "
-                         "tuned: each method's equally tuned settings (bench_tuned.yaml, from `lasro bench tune`)")
+                         "tuned: each method's equally tuned settings (bench_tuned.yaml, from `lasro bench tune` under the "
+                         "judge guard); tuned_unguarded: the earlier tuning without the guard (bench_tuned_unguarded.yaml)")
     bc.add_argument("--tuned", help="a methods: table of settings, e.g. the tuned.yaml that `lasro bench tune` "
                                     "writes (its labels are variants, like a preset's)")
     bc.add_argument("--out", default="runs/compare")

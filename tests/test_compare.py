@@ -99,7 +99,7 @@ def test_ablation_preset_names_valid_variants(tmp_path):
 
 
 def test_a_set_that_a_preset_variant_would_override_is_an_error_not_lost():
-    with open(PRESETS["tuned"]) as f:
+    with open(PRESETS["tuned_unguarded"]) as f:
         chosen = variants(yaml.safe_load(f)["methods"], ["lasro", "gors"])
     with pytest.raises(ConfigError, match=r"--set optim.lr=1e-4 \(variant 'gors' sets 0.001\)"):
         check_no_clash(chosen, ["reward=saturation", "optim.lr=1e-4"])

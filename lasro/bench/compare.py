@@ -28,7 +28,7 @@ from lasro.training import Trainer
 
 log = logging.getLogger("lasro")
 PRESETS = {name: os.path.join(os.path.dirname(DEFAULT_CONFIG), f"bench_{name}.yaml")
-           for name in ("ablations", "ablations_config", "tuned")}
+           for name in ("ablations", "ablations_config", "tuned", "tuned_unguarded")}
 UNLIMITED_ROUNDS = 10**9  # the query budget, not the round count, ends a compare run
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A judge as a constraint: LaSRO on JPEG compressibility (the demo model, LaSRO's tuned settings as in
-# `bench compare --preset tuned`, 1024 queries), the detector as a held-out judge, without and with
+# `bench compare --preset tuned_unguarded`, 1024 queries), the detector as a held-out judge, without and with
 # max_drop. Run from the repository root, alone on the machine (about 3 minutes each on 2 cores).
 set -euo pipefail
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
