@@ -207,3 +207,25 @@ def test_reused_round_inputs_refuse_anchor_every():
 
     with pytest.raises(ValueError, match="anchor_every.*round_inputs: reused"):
         LaSROConfig(round_inputs="reused", anchor_every=4)
+
+
+def test_max_latent_move_stops_the_surrogate_gradient_of_outputs_that_moved_too_far(moved_trainer):
+    """lasro.max_latent_move: an output further than the bound from the round start (RMS, latents) gets no
+    surrogate gradient; the share is logged."""
+    t, a, m = moved_trainer, moved_trainer.cfg.lasro, moved_trainer.method
+    saved = (a.round_inputs, a.regularizer, a.max_latent_move)
+    try:
+        a.round_inputs, a.regularizer = "fresh", "none"
+        for bound, out_share in ((1e-9, 1.0), (1e9, 0.0)):
+            a.max_latent_move = bound
+            m._round_start = [p.detach().clone() * 0 for p in t.lora_params]  # a start far from these weights
+            m._round_start_step = -1
+            torch.manual_seed(3)
+            loss, stats = m.generator_loss(["a red circle", "a blue square"])
+            assert stats["generator/rms_latent_move_2step"] > 1e-9
+            assert stats["generator/moved_out_share_2step"] == out_share
+            if out_share == 1.0:  # every output moved out: the surrogate term gives no gradient
+                assert loss.requires_grad is False or float(loss.detach()) == 0.0
+    finally:
+        a.round_inputs, a.regularizer, a.max_latent_move = saved
+        m._round_start = None
