@@ -62,6 +62,11 @@ def _config(args):
     return load_config(args.config, args.set + ([f"model.pretrained={model}"] if model else []))
 
 
+def comma_list(text: str | None) -> list[str] | None:
+    """"a, b,c" -> ["a", "b", "c"] (empty items dropped); None for no text (the option was not given)."""
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
 def cmd_train(args) -> int:
     from lasro.training import Trainer
 
@@ -295,7 +300,7 @@ def cmd_bench_kill_resume(args) -> int:
 def cmd_bench_learnability(args) -> int:
     from lasro.bench.learnability import learnability, markdown
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = comma_list(args.methods)
     rows = learnability(args.config, [r.strip() for r in args.rewards.split(",")], methods, args.queries,
                         [int(x) for x in args.seeds.split(",")], args.out, args.set)
     table = markdown(rows)
@@ -329,8 +334,8 @@ def cmd_bench_tune(args) -> int:
 def cmd_bench_compare(args) -> int:
     from lasro.bench.compare import compare, markdown
 
-    labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    labels = comma_list(args.methods)
+    seeds = [int(s) for s in comma_list(args.seeds) or []]
     table = None
     if args.tuned:
         from lasro.bench.tune import read_tuned
@@ -347,10 +352,9 @@ def cmd_bench_compare(args) -> int:
 def cmd_bench_suite(args) -> int:
     from lasro.bench.suite import markdown, suite
 
-    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
-    seeds = [int(s) for s in split(args.seeds)] if args.seeds else None
-    results = suite(args.config, args.suite, split(args.tasks), split(args.methods), seeds, args.queries, args.out,
-                    args.set)
+    seeds = [int(s) for s in comma_list(args.seeds)] if args.seeds else None
+    results = suite(args.config, args.suite, comma_list(args.tasks), comma_list(args.methods), seeds, args.queries,
+                    args.out, args.set)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "suite.md"),
                       "tasks": [os.path.join(args.out, t) for t in results["tasks"]]}))

@@ -348,6 +348,19 @@ def markdown(results: dict) -> str:
     return head + "\n".join(lines) + "\n" + notes + paired_markdown(rows)
 
 
+def paired_gain_cell(row: dict, metric: str, digits: int = 4) -> str:
+    """A summary row's paired gain of ``metric``: with one seed the gain and its 95% interval, "+g [lo, hi]";
+    with more, "mean ± std (k/n)", k the seeds whose interval lies above zero; "–" when the row has none."""
+    gain = row.get(f"gain_{metric}")
+    if gain is None:
+        return "–"
+    n, fmt = row["final_eval_runs"], f"+.{digits}f"
+    if n == 1:
+        low, high = row[f"gain_{metric}_ci95"]
+        return f"{gain[0]:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+    return f"{_with_spread(gain, n, fmt, '.3f')} ({row[f'gain_{metric}_seeds_above_zero']}/{n})"
+
+
 def paired_markdown(rows: list[dict]) -> str:
     """The paired final evaluation's table (empty when no run has one)."""
     rows = [r for r in rows if r.get("final_eval_runs")]
@@ -366,12 +379,7 @@ def paired_markdown(rows: list[dict]) -> str:
         name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
         n = r["final_eval_runs"]
         after = [_with_spread(r["final_" + m], n) for m in metrics]
-        if n == 1:
-            gain = [f"{r['gain_' + m][0]:+.4f} [{r['gain_' + m + '_ci95'][0]:+.4f}, {r['gain_' + m + '_ci95'][1]:+.4f}]"
-                    for m in metrics]
-        else:
-            gain = [f"{_with_spread(r['gain_' + m], n, '+.4f', '.3f')} ({r['gain_' + m + '_seeds_above_zero']}/{n})"
-                    for m in metrics]
+        gain = [paired_gain_cell(r, m) for m in metrics]
         lines.append(f"| {name} | " + " | ".join(after + gain) + " |")
     return head + "\n".join(lines) + "\n"
 

@@ -14,8 +14,10 @@ import os
 
 import numpy as np
 
-from lasro.bench.compare import compare, summary
+from lasro.bench.compare import compare, paired_gain_cell, summary
+from lasro.bench.compare import markdown as compare_markdown
 from lasro.config import ConfigError, DEFAULT_CONFIG, read_yaml_mapping, set_assignments
+from lasro.rewards import judge_labels
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,11 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
         compared = compare(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
                            overrides=sets)
         results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],
-                                  "judges": _judge_names(task["set"].get("eval_rewards")),
+                                  "judges": judge_labels(task["set"].get("eval_rewards") or []),
                                   "rows": task_rows(compared)}
         write_task_page(os.path.join(out, name), name, results["tasks"][name], compared)
         write_suite(results, out)
     return results
-
-
-def _judge_names(judges) -> list[str]:
-    return [j if isinstance(j, str) else j.get("name", "?") for j in (judges or [])]
 
 
 def task_rows(compared: dict) -> list[dict]:
@@ -79,18 +77,6 @@ def task_rows(compared: dict) -> list[dict]:
         walls = [r["curve"][-1]["wall_seconds"] for r in runs if r["curve"]]
         rows.append({**row, "wall_seconds": float(np.mean(walls)) if walls else None})
     return rows
-
-
-def _gain(row: dict, name: str) -> str:
-    """A paired gain as "mean ± std (seeds above 0/runs)", or "+g [lo, hi]" for one seed; "–" without one."""
-    g = row.get(f"gain_{name}")
-    if g is None:
-        return "–"
-    n = row["final_eval_runs"]
-    if n == 1:
-        lo, hi = row[f"gain_{name}_ci95"]
-        return f"{g[0]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-    return f"{g[0]:+.3f} ± {g[1]:.3f} ({row[f'gain_{name}_seeds_above_zero']}/{n})"
 
 
 def markdown(results: dict) -> str:
@@ -111,15 +97,15 @@ def markdown(results: dict) -> str:
                 continue
             if not row["runs"]:
                 continue
-            judges = "; ".join(f"{j} {_gain(row, f'{j}/reward_2step')}" for j in task["judges"]) or "–"
+            judges = "; ".join(f"{j} {paired_gain_cell(row, f'{j}/reward_2step', 3)}" for j in task["judges"]) or "–"
             reach = row.get("queries_to_target", "–")
             reach = "not reached" if reach is None else reach if reach == "–" else f"{reach:.0f}"
             if label == row.get("best_baseline"):
                 reach += " (best baseline)"
             ratio = f"{row['speedup_vs_best_baseline']:.2f}×" if row.get("speedup_vs_best_baseline") else "–"
             wall = f"{row['wall_seconds']:.0f} s" if row.get("wall_seconds") is not None else "–"
-            lines.append(f"| {name} | {label} | {_gain(row, 'reward_2step')} | {_gain(row, 'reward_1step')} | "
-                         f"{judges} | {reach} | {ratio} | {wall} |")
+            gains = " | ".join(paired_gain_cell(row, f"reward_{k}step", 3) for k in (2, 1))
+            lines.append(f"| {name} | {label} | {gains} | {judges} | {reach} | {ratio} | {wall} |")
     lines.append("\nTasks:\n")
     lines += [f"- **{name}** (`{t['reward']}`; judges: {', '.join(t['judges']) or 'none'}): {t['about']}"
               for name, t in results["tasks"].items()]
@@ -129,8 +115,6 @@ def markdown(results: dict) -> str:
 def write_task_page(task_dir: str, name: str, task: dict, compared: dict) -> None:
     """``TASK/README.md``: what the task measures, the comparison's tables, its curves and each method's
     before/after picture (first seed), by paths relative to the task folder."""
-    from lasro.bench.compare import markdown as compare_markdown
-
     lines = [f"# Task `{name}`: {task['about']}\n", f"Reward `{task['reward']}` (black-box to every method but "
              f"DRaFT); held-out judges: {', '.join(f'`{j}`' for j in task['judges']) or 'none'}.\n",
              compare_markdown(compared).replace("# bench compare:", "## Comparison:", 1),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 from lasro import shapes
-from lasro.rewards.shapes_judge import WEIGHTS, JudgeNet, prompt_vector
+from lasro.rewards.shapes_judge import WEIGHTS, JudgeNet, judge_scores, pil_pixels, prompt_vector
 
 log = logging.getLogger("lasro.demo")
 
@@ -95,15 +95,12 @@ def judge_data(spec: JudgeSpec, split: str = "train", scale: float = 1.0, seed: 
     detector, fidelity = build_reward("shapes_detector"), build_reward("shapes_fidelity")
     meta = [{}] * len(images)
     targets = 0.5 * detector(images, prompts, meta).scores + 0.5 * fidelity(images, prompts, meta).scores
-    pixels = torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])).permute(0, 3, 1, 2)
-    return pixels.contiguous(), prompts, torch.from_numpy(targets).float()
+    return pil_pixels(images).contiguous(), prompts, torch.from_numpy(targets).float()
 
 
 def judge_metrics(net: JudgeNet, pixels, prompts, targets) -> dict:
     """Pearson r and MAE against the target, and the share of item pairs (targets ≥ 0.1 apart) ordered right."""
-    with torch.no_grad():
-        pred = torch.cat([torch.sigmoid(net(pixels[i:i + 256].float() / 255, prompt_vector(prompts[i:i + 256])))
-                          for i in range(0, len(prompts), 256)]).numpy()
+    pred = judge_scores(net, pixels, prompts).numpy()
     y = targets.numpy()
     rng = np.random.default_rng(0)
     a, b = rng.integers(len(y), size=(2, 20_000))

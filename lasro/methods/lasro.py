@@ -408,12 +408,13 @@ class LaSRO(Method):
                 # the gain over the round's start on the same prompt and noises, in within-prompt stds
                 gain = (sk - mean_score(start_scores[(k - 1) * n:k * n])) / self.scale[k]
                 move = (outs[k - 1].detach().float() - starts[k - 1].float()).square().flatten(1).mean(1).sqrt()
-                within = (torch.ones_like(move) if a.max_latent_move is None else
-                          (move <= a.max_latent_move).float()).to(gain.device)
-                loss = loss - coef * (gain.clamp(max=clip) * within).mean()
-                stats[f"generator/clipped_share_{k}step"] = float((gain.detach() >= clip).float().mean())
-                if a.max_latent_move is not None:
+                term = gain.clamp(max=clip)
+                if a.max_latent_move is not None:  # outputs moved too far from the round start: no push
+                    within = (move <= a.max_latent_move).to(term)
+                    term = term * within
                     stats[f"generator/moved_out_share_{k}step"] = float(1 - within.mean())
+                loss = loss - coef * term.mean()
+                stats[f"generator/clipped_share_{k}step"] = float((gain.detach() >= clip).float().mean())
                 stats[f"generator/surrogate_gain_std_{k}step"] = float(gain.detach().mean())
                 stats[f"generator/rms_latent_move_{k}step"] = float(move.mean())
             else:

@@ -1,7 +1,8 @@
 """Rewards: interface, validation, registry and built-ins (imported here to register them)."""
 
 from lasro.rewards.base import CheckedReward, Reward, RewardError, RewardOutput
-from lasro.rewards.registry import build_judges, build_reward, judge_tolerances, list_rewards, register_reward
+from lasro.rewards.registry import (build_judges, build_reward, judge_labels, judge_tolerances, list_rewards,
+                                    register_reward)
 from lasro.rewards.weighted import WeightedReward
 from lasro.rewards import jpeg as _jpeg  # noqa: F401  (registers the jpeg_* rewards)
 from lasro.rewards import shapes_detector as _shapes  # noqa: F401  (registers shapes_detector)
@@ -21,6 +22,7 @@ __all__ = [
     "register_reward",
     "build_reward",
     "build_judges",
+    "judge_labels",
     "judge_tolerances",
     "list_rewards",
     "WeightedReward",

@@ -184,6 +184,11 @@ def build_judges(specs: list) -> dict[str, CheckedReward]:
     return {label: _build_one(name, kwargs) for label, name, kwargs, _ in _judge_specs(specs)}
 
 
+def judge_labels(specs: list) -> list[str]:
+    """The labels ``eval_rewards`` items are logged under (``eval/LABEL/...``): names, ``#2`` for repeats."""
+    return [label for label, *_ in _judge_specs(specs)]
+
+
 def judge_tolerances(specs: list) -> dict[str, float]:
     """Label -> ``max_drop`` of the ``eval_rewards`` items that carry one (the judge guard's constraints)."""
     return {label: drop for label, _, _, drop in _judge_specs(specs) if drop is not None}

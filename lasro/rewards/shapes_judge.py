@@ -74,6 +74,18 @@ def load_judge(path: str = SHIPPED) -> JudgeNet:
     return net.eval().requires_grad_(False)
 
 
+def pil_pixels(images: list[Image.Image]) -> torch.Tensor:
+    """uint8 RGB [N, 3, H, W] of PIL images (what the judge reads, and how its training data is kept)."""
+    return torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def judge_scores(net: JudgeNet, pixels: torch.Tensor, prompts: list[str], chunk: int = 256) -> torch.Tensor:
+    """Scores in [0, 1] of uint8 ``pixels`` [N, 3, H, W], ``chunk`` images at a time."""
+    return torch.cat([torch.sigmoid(net(pixels[i:i + chunk].float() / 255.0, prompt_vector(prompts[i:i + chunk])))
+                      for i in range(0, len(prompts), chunk)])
+
+
 @register_reward("shapes_judge", description="Shapes demo: a shipped 1 MB CNN trained to predict the mean of the "
                                              "detector and fidelity rewards; smooth, with blind spots (0-1)")
 class ShapesJudge(Reward):
@@ -84,7 +96,5 @@ class ShapesJudge(Reward):
         net = self.net.to(pixels.device)
         return torch.sigmoid(net(pixels.float(), prompt_vector(prompts)))
 
-    @torch.no_grad()
     def __call__(self, images: list[Image.Image], prompts: list[str], metadata: list[dict]) -> np.ndarray:
-        pixels = torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])).permute(0, 3, 1, 2)
-        return self.differentiable(pixels.float() / 255.0, prompts).double().numpy()
+        return judge_scores(self.net, pil_pixels(images), prompts).double().numpy()
