@@ -321,10 +321,16 @@ def cmd_bench_human(args) -> int:
     return 0
 
 
+def add_jobs(parser) -> None:
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each in its own process with cores / jobs CPU threads, all on "
+                             "the config's device (default 1; on a GPU, many demo-sized runs fit at once)")
+
+
 def cmd_bench_tune(args) -> int:
     from lasro.bench.tune import tune
 
-    result = tune(args.config, args.grid, args.out, args.set)
+    result = tune(args.config, args.grid, args.out, args.set, jobs=args.jobs)
     with open(os.path.join(args.out, "tuning.md")) as f:
         print(f.read())
     print(f"chosen settings: {os.path.join(args.out, 'tuned.yaml')}")
@@ -342,7 +348,8 @@ def cmd_bench_compare(args) -> int:
 
         table = read_tuned(args.tuned)
     results = compare(args.config, labels, seeds, args.queries, args.out, preset=args.preset, overrides=args.set,
-                      eval_every_queries=args.eval_every_queries, final_eval=not args.no_final_eval, table=table)
+                      eval_every_queries=args.eval_every_queries, final_eval=not args.no_final_eval, table=table,
+                      jobs=args.jobs)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "results.md"),
                       "curves": [os.path.join(args.out, n) for n in ("curves_queries.png", "curves_wall.png")]}))
@@ -354,7 +361,7 @@ def cmd_bench_suite(args) -> int:
 
     seeds = [int(s) for s in comma_list(args.seeds)] if args.seeds else None
     results = suite(args.config, args.suite, comma_list(args.tasks), comma_list(args.methods), seeds, args.queries,
-                    args.out, args.set)
+                    args.out, args.set, jobs=args.jobs)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "suite.md"),
                       "tasks": [os.path.join(args.out, t) for t in results["tasks"]]}))
@@ -538,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "table for `bench compare --tuned`) under --out. Resumable: rerun to finish.")
     with_config(bt)
     bt.add_argument("--grid", help="grid YAML (default: lasro/configs/bench_tuning.yaml)")
+    add_jobs(bt)
     bt.add_argument("--out", default="runs/tune")
     bt.set_defaults(fn=cmd_bench_tune)
     bc = b.add_parser("compare", help="methods x seeds at an equal budget of true-reward queries",
@@ -564,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "judge guard); tuned_unguarded: the earlier tuning without the guard (bench_tuned_unguarded.yaml)")
     bc.add_argument("--tuned", help="a methods: table of settings, e.g. the tuned.yaml that `lasro bench tune` "
                                     "writes (its labels are variants, like a preset's)")
+    add_jobs(bc)
     bc.add_argument("--out", default="runs/compare")
     bc.set_defaults(fn=cmd_bench_compare)
     bsu = b.add_parser("suite", help="methods x tasks x seeds: every task's comparison and one table",
@@ -579,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsu.add_argument("--methods", help="comma-separated methods/variants (default: the suite file's)")
     bsu.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")
     bsu.add_argument("--queries", type=int, help="true-reward queries per run (default: the suite file's)")
+    add_jobs(bsu)
     bsu.add_argument("--out", default="runs/suite")
     bsu.set_defaults(fn=cmd_bench_suite)
 

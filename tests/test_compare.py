@@ -53,6 +53,22 @@ def test_compare_two_methods_two_seeds_writes_results_table_and_curves(tiny_dirs
     assert "| lasro | 2 |" in capsys.readouterr().out
 
 
+def test_compare_with_jobs_trains_runs_in_parallel_with_the_same_results(tiny_dirs, tmp_path):
+    """--jobs 2: the runs train in two worker processes, are recorded in seed order, DRaFT's refusal still
+    reads as skipped, and each run's curve matches the one trained alone."""
+    config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"])
+    common = ["--methods", "gors,draft", "--seeds", "0,1", "--queries", "8", "--eval-every-queries", "8"]
+    assert main(["bench", "compare", config, *common, "--out", str(tmp_path / "one")]) == 0
+    assert main(["bench", "compare", config, *common, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "results.json").read_text())["methods"] for d in ("one", "two"))
+    assert "not differentiable" in two["draft"]["skipped"] and not two["draft"]["runs"]
+    assert [r["seed"] for r in two["gors"]["runs"]] == [0, 1]
+    for a, b in zip(one["gors"]["runs"], two["gors"]["runs"]):
+        assert [p["reward_2step"] for p in b["curve"]] == pytest.approx([p["reward_2step"] for p in a["curve"]],
+                                                                        abs=1e-4)
+        assert b["output_dir"].endswith(f"gors/seed-{b['seed']}")
+
+
 @pytest.mark.parametrize("skip", [False, True])
 def test_compare_runs_the_paired_final_evaluation_unless_told_not_to(tiny_dirs, tmp_path, skip):
     config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"])

@@ -145,13 +145,68 @@ def run_one(cfg) -> dict:
     return {"curve": points, "final_eval": final}
 
 
+def _worker_start(threads: int) -> None:
+    """A worker process of ``train_runs``: its share of the CPU threads, and the CLI's log format."""
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _train_in_worker(cfg) -> dict:
+    return {"output_dir": cfg.logging.output_dir, "run": run_one(cfg)}
+
+
+def train_runs(pending: list, jobs: int = 1):
+    """Yield (variant, entry, seed, outcome) for each pending run as it finishes; the outcome is
+    ``{"output_dir", "run"}`` or the run's MethodNotApplicable. ``jobs`` > 1: that many runs at once, each in
+    a fresh (spawned) process with cores / jobs CPU threads, all on the config's device (one GPU holds many
+    demo-sized runs; a run's results do not depend on which others run beside it)."""
+    if jobs <= 1 or len(pending) <= 1:
+        for v, entry, seed, cfg in pending:
+            if entry["skipped"] is not None:
+                continue
+            log.info("bench compare: %s (method %s), seed %d, budget %d queries", v.label, v.method, seed,
+                     cfg.algorithm.max_reward_queries)
+            try:
+                yield v, entry, seed, _train_in_worker(cfg)
+            except MethodNotApplicable as e:
+                yield v, entry, seed, e
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = min(jobs, len(pending))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info("bench compare: %d runs, %d at a time (%d CPU threads each)", len(pending), jobs, threads)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_train_in_worker, cfg): (v, entry, seed) for v, entry, seed, cfg in pending}
+        failed = None  # the first run that failed: raised once the others have finished and been recorded
+        for future in as_completed(futures):
+            v, entry, seed = futures[future]
+            try:
+                outcome = future.result()
+            except MethodNotApplicable as e:
+                outcome = e
+            except Exception as e:  # noqa: BLE001 - re-raised below
+                log.error("bench compare: %s, seed %d failed: %s: %s", v.label, seed, type(e).__name__, e)
+                failed = failed or e
+                continue
+            log.info("bench compare: %s, seed %d: finished", v.label, seed)
+            yield v, entry, seed, outcome
+    if failed is not None:
+        raise failed
+
+
 def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
             queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
             overrides: list[str] | None = None, eval_every_queries: int | None = None,
-            final_eval: bool = True, table: dict | None = None) -> dict:
+            final_eval: bool = True, table: dict | None = None, jobs: int = 1) -> dict:
     """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results.
     ``table`` adds variants (label -> overrides) to the config's ``methods:``. A run that ``out``'s
-    results.json already holds, with the same settings, is not run again: a killed comparison resumes."""
+    results.json already holds, with the same settings, is not run again: a killed comparison resumes.
+    ``jobs`` > 1 trains that many runs at once in worker processes (see ``train_runs``)."""
     base = read_config_data(config, overrides)
     extra, table = table or {}, {}
     if preset:
@@ -171,6 +226,7 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
     done = finished_runs(out, base, queries)
     chosen = variants(table, labels)
     check_no_clash(chosen, overrides)
+    pending = []  # (variant, entry, seed, cfg) of the runs still to train
     for v in chosen:
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
@@ -180,16 +236,17 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
                 log.info("bench compare: %s, seed %d: finished earlier, kept", v.label, seed)
                 entry["runs"].append(previous[1])
                 continue
-            try:
-                cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"),
-                                 final_eval)
-                log.info("bench compare: %s (method %s), seed %d, budget %d queries", v.label, v.method, seed, queries)
-                entry["runs"].append({"seed": seed, "output_dir": cfg.logging.output_dir, **run_one(cfg)})
-            except MethodNotApplicable as e:
-                entry["skipped"], entry["runs"] = str(e), []
-                log.warning("bench compare: %s skipped: %s", v.label, e)
-                break
-            write_results(results, out)
+            cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"), final_eval)
+            pending.append((v, entry, seed, cfg))
+    for v, entry, seed, outcome in train_runs(pending, jobs):
+        if isinstance(outcome, MethodNotApplicable):
+            if entry["skipped"] is None:
+                log.warning("bench compare: %s skipped: %s", v.label, outcome)
+            entry["skipped"], entry["runs"] = str(outcome), []
+        elif entry["skipped"] is None:
+            entry["runs"].append({"seed": seed, "output_dir": outcome["output_dir"], **outcome["run"]})
+            entry["runs"].sort(key=lambda r: seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds))
+        write_results(results, out)
     write_results(results, out)
     try:  # the comparison's own report.html (each run has written its own)
         from lasro.report import write_report

@@ -40,8 +40,9 @@ def read_suite(path: str | None) -> dict:
 
 def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | None = None,
           methods: list[str] | None = None, seeds: list[int] | None = None, queries: int | None = None,
-          out: str = "runs/suite", overrides: list[str] | None = None) -> dict:
-    """Run every task's comparison (resuming finished runs) and write the suite's results.json and suite.md."""
+          out: str = "runs/suite", overrides: list[str] | None = None, jobs: int = 1) -> dict:
+    """Run every task's comparison (resuming finished runs; ``jobs`` runs of a task at once) and write the
+    suite's results.json and suite.md."""
     spec = read_suite(suite_path)
     chosen = tasks or list(spec["tasks"])
     unknown = [t for t in chosen if t not in spec["tasks"]]
@@ -60,7 +61,7 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
         log.info("bench suite: task %s (%s)", name, task.get("about", ""))
         sets = [*set_assignments(spec.get("base")), *set_assignments(task["set"]), *(overrides or [])]
         compared = compare(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
-                           overrides=sets)
+                           overrides=sets, jobs=jobs)
         results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],
                                   "judges": judge_labels(task["set"].get("eval_rewards") or []),
                                   "rows": task_rows(compared)}

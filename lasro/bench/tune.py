@@ -55,15 +55,15 @@ def read_grid(path: str | None) -> dict:
 
 
 def tune(config: str | None, grid_path: str | None = None, out: str = "runs/tune",
-         overrides: list[str] | None = None, seed: int | None = None) -> dict:
-    """Run the grid; return {"rows": every setting's gains, "tuned": method -> chosen overrides}."""
+         overrides: list[str] | None = None, seed: int | None = None, jobs: int = 1) -> dict:
+    """Run the grid (``jobs`` settings at once); return {"rows": every setting's gains, "tuned": method -> chosen overrides}."""
     spec = read_grid(grid_path)
     table = grid_table(spec["grid"])
     settings = {label: v.pop("_setting") for label, v in table.items()}
     base = set_assignments(spec.get("base"))
     seeds = [spec.get("seed", 0) if seed is None else seed]
     results = compare(config, list(table), seeds, int(spec["queries"]), out, table=table,
-                      overrides=[*base, f"reward={spec['reward']}", *(overrides or [])])
+                      overrides=[*base, f"reward={spec['reward']}", *(overrides or [])], jobs=jobs)
     rows, best = [], {}
     for label, entry in results["methods"].items():
         run = (entry["runs"] or [None])[0]
