@@ -72,3 +72,18 @@ def test_every_shipped_task_has_judges_and_registered_rewards():
         assert task["about"] and task["set"]["eval_rewards"], name
         for reward in [task["set"]["reward"], *task["set"]["eval_rewards"]]:
             assert reward in {r[0] for r in list_rewards()}, (name, reward)
+
+
+def test_suite_with_jobs_pools_the_runs_of_every_task(tiny_dirs, tmp_path):
+    """--jobs 2: one pool trains both tasks' runs at once; each lands in its own task's comparison."""
+    config = _base_config(tmp_path / "c.yaml", tiny_dirs["sdxl"])
+    suite = _suite_file(tmp_path / "s.yaml", {name: {"about": name, "set": {"reward": reward}}
+                                              for name, reward in (("jpeg", "jpeg_compressibility"),
+                                                                   ("vivid", "saturation"))})
+    out = tmp_path / "suite"
+    assert main(["bench", "suite", config, "--suite", suite, "--methods", "gors", "--jobs", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for name, reward in (("jpeg", "jpeg_compressibility"), ("vivid", "saturation")):
+        (run,) = json.loads((out / name / "results.json").read_text())["methods"]["gors"]["runs"]
+        assert run["output_dir"] == str(out / name / "gors" / "seed-0") and run["final_eval"]
+        assert results["tasks"][name]["reward"] == reward and results["tasks"][name]["rows"][0]["runs"] == 1

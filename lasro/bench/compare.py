@@ -145,6 +145,20 @@ def run_one(cfg) -> dict:
     return {"curve": points, "final_eval": final}
 
 
+@dataclass
+class PendingRun:
+    """A (variant, seed) run still to train, and the comparison it belongs to (``results`` under ``out``)."""
+    variant: Variant
+    seed: int
+    cfg: object
+    results: dict
+    out: str
+
+    @property
+    def entry(self) -> dict:
+        return self.results["methods"][self.variant.label]
+
+
 def _worker_start(threads: int) -> None:
     """A worker process of ``train_runs``: its share of the CPU threads, and the CLI's log format."""
     import torch
@@ -157,21 +171,21 @@ def _train_in_worker(cfg) -> dict:
     return {"output_dir": cfg.logging.output_dir, "run": run_one(cfg)}
 
 
-def train_runs(pending: list, jobs: int = 1):
-    """Yield (variant, entry, seed, outcome) for each pending run as it finishes; the outcome is
-    ``{"output_dir", "run"}`` or the run's MethodNotApplicable. ``jobs`` > 1: that many runs at once, each in
-    a fresh (spawned) process with cores / jobs CPU threads, all on the config's device (one GPU holds many
-    demo-sized runs; a run's results do not depend on which others run beside it)."""
+def train_runs(pending: list[PendingRun], jobs: int = 1):
+    """Yield (run, outcome) for each pending run as it finishes; the outcome is ``{"output_dir", "run"}`` or
+    the run's MethodNotApplicable. ``jobs`` > 1: that many runs at once, each in a fresh (spawned) process
+    with cores / jobs CPU threads, all on the config's device (one GPU holds many demo-sized runs; a run's
+    results do not depend on which others run beside it)."""
     if jobs <= 1 or len(pending) <= 1:
-        for v, entry, seed, cfg in pending:
-            if entry["skipped"] is not None:
+        for run in pending:
+            if run.entry["skipped"] is not None:
                 continue
-            log.info("bench compare: %s (method %s), seed %d, budget %d queries", v.label, v.method, seed,
-                     cfg.algorithm.max_reward_queries)
+            log.info("bench compare: %s (method %s), seed %d, budget %d queries", run.variant.label,
+                     run.variant.method, run.seed, run.cfg.algorithm.max_reward_queries)
             try:
-                yield v, entry, seed, _train_in_worker(cfg)
+                yield run, _train_in_worker(run.cfg)
             except MethodNotApplicable as e:
-                yield v, entry, seed, e
+                yield run, e
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -181,32 +195,44 @@ def train_runs(pending: list, jobs: int = 1):
     log.info("bench compare: %d runs, %d at a time (%d CPU threads each)", len(pending), jobs, threads)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_in_worker, cfg): (v, entry, seed) for v, entry, seed, cfg in pending}
+        futures = {pool.submit(_train_in_worker, run.cfg): run for run in pending}
         failed = None  # the first run that failed: raised once the others have finished and been recorded
         for future in as_completed(futures):
-            v, entry, seed = futures[future]
+            run = futures[future]
             try:
                 outcome = future.result()
             except MethodNotApplicable as e:
                 outcome = e
             except Exception as e:  # noqa: BLE001 - re-raised below
-                log.error("bench compare: %s, seed %d failed: %s: %s", v.label, seed, type(e).__name__, e)
+                log.error("bench compare: %s, seed %d failed: %s: %s", run.variant.label, run.seed,
+                          type(e).__name__, e)
                 failed = failed or e
                 continue
-            log.info("bench compare: %s, seed %d: finished", v.label, seed)
-            yield v, entry, seed, outcome
+            log.info("bench compare: %s, seed %d: finished", run.variant.label, run.seed)
+            yield run, outcome
     if failed is not None:
         raise failed
 
 
-def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
-            queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
-            overrides: list[str] | None = None, eval_every_queries: int | None = None,
-            final_eval: bool = True, table: dict | None = None, jobs: int = 1) -> dict:
-    """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results.
-    ``table`` adds variants (label -> overrides) to the config's ``methods:``. A run that ``out``'s
-    results.json already holds, with the same settings, is not run again: a killed comparison resumes.
-    ``jobs`` > 1 trains that many runs at once in worker processes (see ``train_runs``)."""
+def record(run: PendingRun, outcome) -> None:
+    """Put a finished run (or its method's refusal) into its comparison's results.json, runs in seed order."""
+    entry, seeds = run.entry, run.results["seeds"]
+    if isinstance(outcome, MethodNotApplicable):
+        if entry["skipped"] is None:
+            log.warning("bench compare: %s skipped: %s", run.variant.label, outcome)
+        entry["skipped"], entry["runs"] = str(outcome), []
+    elif entry["skipped"] is None:
+        entry["runs"].append({"seed": run.seed, "output_dir": outcome["output_dir"], **outcome["run"]})
+        entry["runs"].sort(key=lambda r: seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds))
+    write_results(run.results, run.out)
+
+
+def plan(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
+         queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
+         overrides: list[str] | None = None, eval_every_queries: int | None = None,
+         final_eval: bool = True, table: dict | None = None) -> tuple[dict, list[PendingRun]]:
+    """A comparison's results (holding the runs ``out``'s results.json already has with the same settings)
+    and the runs still to train."""
     base = read_config_data(config, overrides)
     extra, table = table or {}, {}
     if preset:
@@ -226,7 +252,7 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
     done = finished_runs(out, base, queries)
     chosen = variants(table, labels)
     check_no_clash(chosen, overrides)
-    pending = []  # (variant, entry, seed, cfg) of the runs still to train
+    pending = []
     for v in chosen:
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
@@ -237,23 +263,34 @@ def compare(config: str | None, labels: list[str] | None = None, seeds: list[int
                 entry["runs"].append(previous[1])
                 continue
             cfg = run_config(base, v, seed, queries, eval_every, os.path.join(out, v.label, f"seed-{seed}"), final_eval)
-            pending.append((v, entry, seed, cfg))
-    for v, entry, seed, outcome in train_runs(pending, jobs):
-        if isinstance(outcome, MethodNotApplicable):
-            if entry["skipped"] is None:
-                log.warning("bench compare: %s skipped: %s", v.label, outcome)
-            entry["skipped"], entry["runs"] = str(outcome), []
-        elif entry["skipped"] is None:
-            entry["runs"].append({"seed": seed, "output_dir": outcome["output_dir"], **outcome["run"]})
-            entry["runs"].sort(key=lambda r: seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds))
-        write_results(results, out)
+            pending.append(PendingRun(v, seed, cfg, results, out))
+    return results, pending
+
+
+def finish(results: dict, out: str) -> None:
+    """results.json / results.md / the curves, and the comparison's own report.html."""
     write_results(results, out)
-    try:  # the comparison's own report.html (each run has written its own)
+    try:  # each run has written its own report
         from lasro.report import write_report
 
         write_report(out)
     except Exception as e:  # noqa: BLE001 - a report must never fail the comparison
         log.warning("report.html not written for %s: %s: %s", out, type(e).__name__, e)
+
+
+def compare(config: str | None, labels: list[str] | None = None, seeds: list[int] = (0, 1, 2),
+            queries: int | None = None, out: str = "runs/compare", preset: str | None = None,
+            overrides: list[str] | None = None, eval_every_queries: int | None = None,
+            final_eval: bool = True, table: dict | None = None, jobs: int = 1) -> dict:
+    """Run every (variant, seed), write results.json / results.md / the two PNGs under ``out``; return the results.
+    ``table`` adds variants (label -> overrides) to the config's ``methods:``. A run that ``out``'s
+    results.json already holds, with the same settings, is not run again: a killed comparison resumes.
+    ``jobs`` > 1 trains that many runs at once in worker processes (see ``train_runs``)."""
+    results, pending = plan(config, labels, seeds, queries, out, preset, overrides, eval_every_queries, final_eval,
+                            table)
+    for run, outcome in train_runs(pending, jobs):
+        record(run, outcome)
+    finish(results, out)
     return results
 
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from lasro.bench.compare import compare, paired_gain_cell, summary
+from lasro.bench.compare import finish, paired_gain_cell, plan, record, summary, train_runs
 from lasro.bench.compare import markdown as compare_markdown
 from lasro.config import ConfigError, DEFAULT_CONFIG, read_yaml_mapping, set_assignments
 from lasro.rewards import judge_labels
@@ -41,8 +41,8 @@ def read_suite(path: str | None) -> dict:
 def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | None = None,
           methods: list[str] | None = None, seeds: list[int] | None = None, queries: int | None = None,
           out: str = "runs/suite", overrides: list[str] | None = None, jobs: int = 1) -> dict:
-    """Run every task's comparison (resuming finished runs; ``jobs`` runs of a task at once) and write the
-    suite's results.json and suite.md."""
+    """Run every task's comparison (resuming finished runs; ``jobs`` runs at once, drawn from every task) and
+    write the suite's results.json and suite.md."""
     spec = read_suite(suite_path)
     chosen = tasks or list(spec["tasks"])
     unknown = [t for t in chosen if t not in spec["tasks"]]
@@ -56,17 +56,24 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
     results = {"suite": suite_path or DEFAULT_SUITE, "config": config, "queries": queries, "seeds": seeds,
                "tasks": {}}
     os.makedirs(out, exist_ok=True)
+    planned, pending = {}, []
     for name in chosen:
         task = spec["tasks"][name]
-        log.info("bench suite: task %s (%s)", name, task.get("about", ""))
         sets = [*set_assignments(spec.get("base")), *set_assignments(task["set"]), *(overrides or [])]
-        compared = compare(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
-                           overrides=sets, jobs=jobs)
+        planned[name], runs = plan(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
+                                   overrides=sets)
+        pending += runs
+    log.info("bench suite: %d runs to train over %d task(s)", len(pending), len(chosen))
+    for run, outcome in train_runs(pending, jobs):  # one pool for every task's runs
+        record(run, outcome)
+    for name in chosen:
+        task, compared = spec["tasks"][name], planned[name]
+        finish(compared, os.path.join(out, name))
         results["tasks"][name] = {"about": task.get("about", ""), "reward": task["set"]["reward"],
                                   "judges": judge_labels(task["set"].get("eval_rewards") or []),
                                   "rows": task_rows(compared)}
         write_task_page(os.path.join(out, name), name, results["tasks"][name], compared)
-        write_suite(results, out)
+    write_suite(results, out)
     return results
 
 
