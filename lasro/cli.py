@@ -361,7 +361,7 @@ def cmd_bench_suite(args) -> int:
 
     seeds = [int(s) for s in comma_list(args.seeds)] if args.seeds else None
     results = suite(args.config, args.suite, comma_list(args.tasks), comma_list(args.methods), seeds, args.queries,
-                    args.out, args.set, jobs=args.jobs)
+                    args.out, args.set, jobs=args.jobs, report_only=args.report_only)
     print(markdown(results))
     print(json.dumps({"results": os.path.join(args.out, "results.json"), "table": os.path.join(args.out, "suite.md"),
                       "tasks": [os.path.join(args.out, t) for t in results["tasks"]]}))
@@ -589,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     bsu.add_argument("--seeds", help="comma-separated seeds (default: the suite file's)")
     bsu.add_argument("--queries", type=int, help="true-reward queries per run (default: the suite file's)")
     add_jobs(bsu)
+    bsu.add_argument("--report-only", action="store_true",
+                     help="train nothing: write the tables and pages from the runs --out already holds (a suite "
+                          "still running, or one finished elsewhere)")
     bsu.add_argument("--out", default="runs/suite")
     bsu.set_defaults(fn=cmd_bench_suite)
 

@@ -129,13 +129,13 @@ def test_config_ablation_preset_switches_parts_off_on_the_config_as_it_stands():
     with open(PRESETS["ablations_config"]) as f:
         table = yaml.safe_load(f)["methods"]
     found = {v.label: v for v in variants(table, None)}
-    assert list(found) == ["lasro", "on_policy", "frozen_surrogate", "two_step_only"]
+    assert list(found) == ["lasro", "on_policy", "frozen_surrogate", "two_step_only", "latent_surrogate"]
     assert found["lasro"].overrides == {"algorithm": {"method": "lasro"}}  # CONFIG unchanged
-    # no variant names a surrogate space or adds exploration: the demo's pixel surrogate stays pixel
-    assert all("surrogate" not in v.overrides for v in found.values())
+    # only latent_surrogate names a surrogate space: the demo's pixel surrogate stays pixel in the others
+    assert [k for k, v in found.items() if "surrogate" in v.overrides] == ["latent_surrogate"]
     demo = read_config_data(None)
     cfgs = {label: build_config(_merge(demo, v.overrides)) for label, v in found.items()}
-    assert all(cfg.surrogate.space == "pixel" for cfg in cfgs.values())
+    assert [label for label, cfg in cfgs.items() if cfg.surrogate.space != "pixel"] == ["latent_surrogate"]
     assert cfgs["on_policy"].exploration.t1_range is None and cfgs["on_policy"].buffer.recency_decay == 0.0
     assert cfgs["frozen_surrogate"].lasro.surrogate_steps == 0
     assert cfgs["two_step_only"].algorithm.c1 == 0.0

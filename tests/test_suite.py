@@ -87,3 +87,22 @@ def test_suite_with_jobs_pools_the_runs_of_every_task(tiny_dirs, tmp_path):
         (run,) = json.loads((out / name / "results.json").read_text())["methods"]["gors"]["runs"]
         assert run["output_dir"] == str(out / name / "gors" / "seed-0") and run["final_eval"]
         assert results["tasks"][name]["reward"] == reward and results["tasks"][name]["rows"][0]["runs"] == 1
+
+
+def test_the_ablation_suite_extends_the_suite_with_lasro_s_tuned_settings(tmp_path):
+    from lasro.bench.compare import PRESETS
+    from lasro.bench.tune import nested
+
+    spec = read_suite(DEFAULT_SUITE.replace("bench_suite.yaml", "bench_suite_ablations.yaml"))
+    parent = read_suite(DEFAULT_SUITE)
+    assert list(spec["tasks"]) == ["compressibility", "learned_judge", "detector"]
+    assert spec["tasks"]["detector"] == parent["tasks"]["detector"] and spec["preset"] == "ablations_config"
+    assert set(parent["base"]) < set(spec["base"])  # the suite's base, plus LaSRO's settings
+    with open(PRESETS["tuned"]) as f:
+        tuned = yaml.safe_load(f)["methods"]["lasro"]
+    added = nested({k: v for k, v in spec["base"].items() if k not in parent["base"]})
+    assert added == {k: v for k, v in tuned.items() if k != "algorithm"}, "ablations drifted from the tuned lasro"
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": DEFAULT_SUITE, "tasks": ["detector", "nope"]}))
+    with pytest.raises(ConfigError, match="picks unknown task.s. nope of the suite it extends"):
+        read_suite(str(child))

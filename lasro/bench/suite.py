@@ -25,9 +25,21 @@ DEFAULT_SUITE = os.path.join(os.path.dirname(DEFAULT_CONFIG), "bench_suite.yaml"
 
 
 def read_suite(path: str | None) -> dict:
-    """The suite file (default: the shipped one), checked for the keys the suite needs."""
+    """The suite file (default: the shipped one), checked for the keys the suite needs. A file that
+    ``extends:`` another (a path relative to it) takes that file's keys and overrides them; its ``base:``
+    adds to the other's, and a ``tasks:`` list picks tasks of the other by name."""
     path = path or DEFAULT_SUITE
     spec = read_yaml_mapping(path, "bench suite: suite file", f" (default: {DEFAULT_SUITE})")
+    if spec.get("extends"):
+        parent = read_suite(os.path.join(os.path.dirname(path), spec.pop("extends")))
+        picked = spec.get("tasks")
+        if isinstance(picked, list):
+            unknown = [t for t in picked if t not in parent["tasks"]]
+            if unknown:
+                raise ConfigError(f"bench suite: {path!r} picks unknown task(s) {', '.join(map(str, unknown))} of the "
+                                  f"suite it extends; its tasks: {', '.join(parent['tasks'])}")
+            spec["tasks"] = {t: parent["tasks"][t] for t in picked}
+        spec = {**parent, **spec, "base": {**(parent.get("base") or {}), **(spec.get("base") or {})}}
     tasks = spec.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"bench suite: {path!r} needs a 'tasks:' mapping (task -> {{about, set}}); see {DEFAULT_SUITE}")
@@ -40,9 +52,10 @@ def read_suite(path: str | None) -> dict:
 
 def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | None = None,
           methods: list[str] | None = None, seeds: list[int] | None = None, queries: int | None = None,
-          out: str = "runs/suite", overrides: list[str] | None = None, jobs: int = 1) -> dict:
+          out: str = "runs/suite", overrides: list[str] | None = None, jobs: int = 1,
+          report_only: bool = False) -> dict:
     """Run every task's comparison (resuming finished runs; ``jobs`` runs at once, drawn from every task) and
-    write the suite's results.json and suite.md."""
+    write the suite's results.json and suite.md; ``report_only``: train nothing, tabulate the finished runs."""
     spec = read_suite(suite_path)
     chosen = tasks or list(spec["tasks"])
     unknown = [t for t in chosen if t not in spec["tasks"]]
@@ -63,7 +76,10 @@ def suite(config: str | None, suite_path: str | None = None, tasks: list[str] | 
         planned[name], runs = plan(config, methods, seeds, queries, os.path.join(out, name), preset=spec.get("preset"),
                                    overrides=sets)
         pending += runs
-    log.info("bench suite: %d runs to train over %d task(s)", len(pending), len(chosen))
+    log.info("bench suite: %d runs %s over %d task(s)", len(pending), "unfinished, not trained (report only)"
+             if report_only else "to train", len(chosen))
+    if report_only:
+        pending = []
     for run, outcome in train_runs(pending, jobs):  # one pool for every task's runs
         record(run, outcome)
     for name in chosen:
