@@ -14,6 +14,8 @@
 # machine without lasro's other dependencies, put their wheels in .whl/ (for the nvidia-h200 image: diffusers,
 # transformers, pydantic, pydantic-core, annotated-types, typing-inspection, importlib-metadata).
 # Usage:  OUT=/some/folder bash bench/gpu_suite.sh [BUDGET] [JOBS]
+#   RESUME_FROM=DIR: start from DIR/suite and DIR/ablations (their results.json: the runs an earlier call
+#   finished); SKIP_SMOKE=1: no smoke run; TOGETHER=1: the suite and the ablations at once, JOBS each
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${1:-540}
@@ -31,6 +33,7 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 OMP_WA
 OUT=${OUT:?set OUT to the folder for the results}
 W=/tmp/gpu_suite
 mkdir -p "$W"
+[ -n "${RESUME_FROM:-}" ] && cp -r "$RESUME_FROM"/. "$W"/
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers, transformers, peft, accelerate, cv2, pydantic; print('torch', torch.__version__, \
 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'cuda', \
@@ -48,11 +51,20 @@ finish() { stop_workers; pack suite; pack ablations; (cd "$W" && tar czf "$OUT/l
 trap finish EXIT
 
 # 1. the CUDA path: one short LaSRO run on the demo model
-timeout 150 python3 -m lasro.cli bench compare --methods lasro --seeds 0 --queries 128 --no-final-eval \
+[ -n "${SKIP_SMOKE:-}" ] || timeout 150 python3 -m lasro.cli bench compare --methods lasro --seeds 0 --queries 128 --no-final-eval \
   --set lasro.pretrain_collect_rounds=1 --set lasro.pretrain_surrogate_steps=20 --out "$W/smoke" > "$W/smoke.log" 2>&1
 rc=$?
-if [ $rc -ne 0 ]; then tail -40 "$W/smoke.log"; at "smoke run failed (rc $rc): stopping"; exit 1; fi
-at "smoke run ok"; grep "lasro |" "$W/smoke.log" | head -2
+if [ -z "${SKIP_SMOKE:-}" ] && [ $rc -ne 0 ]; then tail -40 "$W/smoke.log"; at "smoke run failed (rc $rc): stopping"; exit 1; fi
+[ -n "${SKIP_SMOKE:-}" ] || { at "smoke run ok"; grep "lasro |" "$W/smoke.log" | head -2; }
+if [ -n "${TOGETHER:-}" ]; then
+  timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --seeds 0,1,2 --jobs "$JOBS" --out "$W/suite" \
+    > "$W/suite.log" 2>&1 &
+  timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --suite lasro/configs/bench_suite_ablations.yaml \
+    --jobs "$JOBS" --out "$W/ablations" > "$W/ablations.log" 2>&1
+  wait
+  at "suite: $(grep -c ': finished$' "$W/suite.log"), ablations: $(grep -c ': finished$' "$W/ablations.log") runs finished"
+  exit 0
+fi
 
 # 2. the suite, 3 seeds; 3. the ablation rows with the time left
 timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --seeds 0,1,2 --jobs "$JOBS" --out "$W/suite" \

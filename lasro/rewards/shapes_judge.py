@@ -81,8 +81,11 @@ def pil_pixels(images: list[Image.Image]) -> torch.Tensor:
 
 @torch.no_grad()
 def judge_scores(net: JudgeNet, pixels: torch.Tensor, prompts: list[str], chunk: int = 256) -> torch.Tensor:
-    """Scores in [0, 1] of uint8 ``pixels`` [N, 3, H, W], ``chunk`` images at a time."""
-    return torch.cat([torch.sigmoid(net(pixels[i:i + chunk].float() / 255.0, prompt_vector(prompts[i:i + chunk])))
+    """Scores in [0, 1] (on the CPU) of uint8 ``pixels`` [N, 3, H, W], ``chunk`` images at a time on the net's
+    device (DRaFT's gradient path moves the net to the generator's)."""
+    device = next(net.parameters()).device
+    return torch.cat([torch.sigmoid(net(pixels[i:i + chunk].to(device).float() / 255.0,
+                                        prompt_vector(prompts[i:i + chunk]))).cpu()
                       for i in range(0, len(prompts), chunk)])
 
 
