@@ -43,16 +43,16 @@ def test_suite_runs_each_task_writes_one_table_and_resumes(tiny_dirs, tmp_path, 
     assert page.startswith("# Task `jpeg`: file size") and "## Comparison:" in page and "curves_queries.png" in page
     assert "(lasro/seed-0/samples/before_after_2step.png)" in page
     assert (out / "jpeg" / "lasro" / "seed-0" / "samples" / "before_after_2step.png").is_file()
-    # rerun: every run is finished, none is trained again (DRaFT is tried again, and skipped again)
-    real = compare_module.run_one
+    # rerun: every run is finished, none is trained again, and DRaFT's refusal is kept (not tried again)
 
     def run_one(cfg):
-        assert cfg.algorithm.method == "draft", "a finished run was trained again"
-        return real(cfg)
+        raise AssertionError(f"{cfg.algorithm.method}: a finished run (or a refused method) was trained again")
 
     monkeypatch.setattr(compare_module, "run_one", run_one)
     assert main(args) == 0
-    assert json.loads((out / "results.json").read_text())["tasks"]["jpeg"]["rows"][1]["runs"] == 1
+    rows = json.loads((out / "results.json").read_text())["tasks"]["jpeg"]["rows"]
+    assert rows[1]["runs"] == 1 and "not differentiable" in rows[2]["skipped"]
+    assert main(args + ["--report-only"]) == 0 and "| jpeg | draft | skipped:" in (out / "suite.md").read_text()
 
 
 def test_suite_file_errors_name_the_fix(tmp_path, capsys):

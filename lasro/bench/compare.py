@@ -99,7 +99,8 @@ def check_no_clash(chosen: list[Variant], overrides: list[str] | None) -> None:
 
 def finished_runs(out: str, base: dict, queries: int) -> dict:
     """(label, seed) -> (overrides, run) of the runs in ``out``/results.json made from the same base config
-    and budget ({} when there is none)."""
+    and budget, and (label, None) -> (overrides, reason) of the variants it reports as skipped (their method
+    refused the config: it would again); {} when there is none."""
     path = os.path.join(out, "results.json")
     try:
         with open(path) as f:
@@ -108,8 +109,9 @@ def finished_runs(out: str, base: dict, queries: int) -> dict:
         return {}
     if old.get("base") != json.loads(json.dumps(base)) or old.get("queries") != queries:
         return {}
-    return {(label, run["seed"]): (m["overrides"], run) for label, m in old.get("methods", {}).items()
-            for run in m.get("runs", [])}
+    methods = old.get("methods", {})
+    return {**{(label, None): (m["overrides"], m["skipped"]) for label, m in methods.items() if m.get("skipped")},
+            **{(label, run["seed"]): (m["overrides"], run) for label, m in methods.items() for run in m.get("runs", [])}}
 
 
 def run_config(base: dict, variant: Variant, seed: int, queries: int, eval_every: int, out_dir: str,
@@ -256,6 +258,10 @@ def plan(config: str | None, labels: list[str] | None = None, seeds: list[int] =
     for v in chosen:
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
+        refused = done.get((v.label, None))
+        if refused is not None and refused[0] == json.loads(json.dumps(v.overrides)):
+            entry["skipped"] = refused[1]
+            continue
         for seed in seeds:
             previous = done.get((v.label, seed))
             if previous is not None and previous[0] == json.loads(json.dumps(v.overrides)):
