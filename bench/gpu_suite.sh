@@ -50,29 +50,32 @@ pack() {  # $1: the suite folder under $W
 finish() { stop_workers; pack suite; pack ablations; (cd "$W" && tar czf "$OUT/logs.tgz" ./*.log); at "done"; }
 trap finish EXIT
 
+# the two suites, each cut at the time left
+run_suite() { timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --seeds 0,1,2 --jobs "$JOBS" --out "$W/suite" \
+  > "$W/suite.log" 2>&1; }
+run_ablations() { timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite \
+  --suite lasro/configs/bench_suite_ablations.yaml --jobs "$JOBS" --out "$W/ablations" > "$W/ablations.log" 2>&1; }
+finished() { grep -c ': finished$' "$W/$1.log"; }
+
 # 1. the CUDA path: one short LaSRO run on the demo model
-[ -n "${SKIP_SMOKE:-}" ] || timeout 150 python3 -m lasro.cli bench compare --methods lasro --seeds 0 --queries 128 --no-final-eval \
-  --set lasro.pretrain_collect_rounds=1 --set lasro.pretrain_surrogate_steps=20 --out "$W/smoke" > "$W/smoke.log" 2>&1
-rc=$?
-if [ -z "${SKIP_SMOKE:-}" ] && [ $rc -ne 0 ]; then tail -40 "$W/smoke.log"; at "smoke run failed (rc $rc): stopping"; exit 1; fi
-[ -n "${SKIP_SMOKE:-}" ] || { at "smoke run ok"; grep "lasro |" "$W/smoke.log" | head -2; }
-if [ -n "${TOGETHER:-}" ]; then
-  timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --seeds 0,1,2 --jobs "$JOBS" --out "$W/suite" \
-    > "$W/suite.log" 2>&1 &
-  timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --suite lasro/configs/bench_suite_ablations.yaml \
-    --jobs "$JOBS" --out "$W/ablations" > "$W/ablations.log" 2>&1
-  wait
-  at "suite: $(grep -c ': finished$' "$W/suite.log"), ablations: $(grep -c ': finished$' "$W/ablations.log") runs finished"
-  exit 0
+if [ -z "${SKIP_SMOKE:-}" ]; then
+  timeout 150 python3 -m lasro.cli bench compare --methods lasro --seeds 0 --queries 128 --no-final-eval \
+    --set lasro.pretrain_collect_rounds=1 --set lasro.pretrain_surrogate_steps=20 --out "$W/smoke" > "$W/smoke.log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then tail -40 "$W/smoke.log"; at "smoke run failed (rc $rc): stopping"; exit 1; fi
+  at "smoke run ok"; grep "lasro |" "$W/smoke.log" | head -2
 fi
 
+if [ -n "${TOGETHER:-}" ]; then
+  run_suite & run_ablations; wait
+  at "suite: $(finished suite), ablations: $(finished ablations) runs finished"
+  exit 0
+fi
 # 2. the suite, 3 seeds; 3. the ablation rows with the time left
-timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --seeds 0,1,2 --jobs "$JOBS" --out "$W/suite" \
-  > "$W/suite.log" 2>&1
-at "suite rc $?: $(grep -c ': finished$' "$W/suite.log") runs finished"
+run_suite
+at "suite rc $?: $(finished suite) runs finished"
 stop_workers
 if [ "$(left)" -gt 120 ]; then
-  timeout $(( $(left) - 45 )) python3 -m lasro.cli bench suite --suite lasro/configs/bench_suite_ablations.yaml \
-    --jobs "$JOBS" --out "$W/ablations" > "$W/ablations.log" 2>&1
-  at "ablations rc $?: $(grep -c ': finished$' "$W/ablations.log") runs finished"
+  run_ablations
+  at "ablations rc $?: $(finished ablations) runs finished"
 fi

@@ -169,13 +169,9 @@ def _worker_start(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _train_in_worker(cfg) -> dict:
-    return {"output_dir": cfg.logging.output_dir, "run": run_one(cfg)}
-
-
 def train_runs(pending: list[PendingRun], jobs: int = 1):
-    """Yield (run, outcome) for each pending run as it finishes; the outcome is ``{"output_dir", "run"}`` or
-    the run's MethodNotApplicable. ``jobs`` > 1: that many runs at once, each in a fresh (spawned) process
+    """Yield (run, outcome) for each pending run as it finishes; the outcome is ``run_one``'s result or the
+    run's MethodNotApplicable. ``jobs`` > 1: that many runs at once, each in a fresh (spawned) process
     with cores / jobs CPU threads, all on the config's device (one GPU holds many demo-sized runs; a run's
     results do not depend on which others run beside it)."""
     if jobs <= 1 or len(pending) <= 1:
@@ -185,7 +181,7 @@ def train_runs(pending: list[PendingRun], jobs: int = 1):
             log.info("bench compare: %s (method %s), seed %d, budget %d queries", run.variant.label,
                      run.variant.method, run.seed, run.cfg.algorithm.max_reward_queries)
             try:
-                yield run, _train_in_worker(run.cfg)
+                yield run, run_one(run.cfg)
             except MethodNotApplicable as e:
                 yield run, e
         return
@@ -197,7 +193,7 @@ def train_runs(pending: list[PendingRun], jobs: int = 1):
     log.info("bench compare: %d runs, %d at a time (%d CPU threads each)", len(pending), jobs, threads)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_in_worker, run.cfg): run for run in pending}
+        futures = {pool.submit(run_one, run.cfg): run for run in pending}
         failed = None  # the first run that failed: raised once the others have finished and been recorded
         for future in as_completed(futures):
             run = futures[future]
@@ -224,7 +220,7 @@ def record(run: PendingRun, outcome) -> None:
             log.warning("bench compare: %s skipped: %s", run.variant.label, outcome)
         entry["skipped"], entry["runs"] = str(outcome), []
     elif entry["skipped"] is None:
-        entry["runs"].append({"seed": run.seed, "output_dir": outcome["output_dir"], **outcome["run"]})
+        entry["runs"].append({"seed": run.seed, "output_dir": run.cfg.logging.output_dir, **outcome})
         entry["runs"].sort(key=lambda r: seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds))
     write_results(run.results, run.out)
 
@@ -258,13 +254,14 @@ def plan(config: str | None, labels: list[str] | None = None, seeds: list[int] =
     for v in chosen:
         entry = results["methods"][v.label] = {"method": v.method, "overrides": v.overrides, "runs": [],
                                                "skipped": None}
+        same = json.loads(json.dumps(v.overrides))  # as results.json holds them
         refused = done.get((v.label, None))
-        if refused is not None and refused[0] == json.loads(json.dumps(v.overrides)):
+        if refused is not None and refused[0] == same:
             entry["skipped"] = refused[1]
             continue
         for seed in seeds:
             previous = done.get((v.label, seed))
-            if previous is not None and previous[0] == json.loads(json.dumps(v.overrides)):
+            if previous is not None and previous[0] == same:
                 log.info("bench compare: %s, seed %d: finished earlier, kept", v.label, seed)
                 entry["runs"].append(previous[1])
                 continue
