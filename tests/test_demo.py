@@ -99,7 +99,8 @@ def test_default_job_is_the_demo():
     from lasro.methods import load_config
 
     cfg = load_config(None)
-    assert cfg.model.pretrained == "demo:shapes" and cfg.reward == "shapes_detector"
+    assert cfg.model.pretrained == "demo:shapes"
+    assert cfg.reward == [{"name": "shapes_detector", "weight": 0.5}, {"name": "shapes_fidelity", "weight": 0.5}]
     assert cfg.prompts.train == "shapes:train"
 
 
