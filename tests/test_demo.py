@@ -90,8 +90,13 @@ def test_lasro_eval_on_the_shipped_model_prints_one_json_line(capsys):
     assert main(["eval", "--prompts", "shapes:test:8", "--seeds", "2", "--judge", "jpeg_compressibility"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["samples"] == 16 and row["model"] == "demo:shapes"
-    for k in ("reward_1step_mean", "reward_2step_mean", "exact_match_1step_mean", "exact_match_2step_mean"):
+    # the demo's reward: half detector, half fidelity, each logged, and the detector's exact-match (the judge)
+    for k in ("reward_1step_mean", "reward_2step_mean", "reward/shapes_detector_2step_mean",
+              "reward/shapes_fidelity_2step_mean", "shapes_detector/exact_match_1step_mean",
+              "shapes_detector/exact_match_2step_mean"):
         assert 0.0 <= row[k] <= 1.0
+    assert row["reward_2step_mean"] == pytest.approx(
+        0.5 * row["reward/shapes_detector_2step_mean"] + 0.5 * row["reward/shapes_fidelity_2step_mean"])
     assert row["jpeg_compressibility/reward_2step_mean"] < 0  # minus kB: a judge scored the same samples
 
 
