@@ -207,3 +207,18 @@ def paired_gain(after: np.ndarray, before: np.ndarray, groups: list[str], resamp
     diff = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
     lo, hi = _group_bootstrap(diff, groups, resamples, seed)
     return {"mean": float(diff.mean()), "ci95": [lo, hi]}
+
+
+def summary_lines(result: dict) -> list[str]:
+    """A paired final evaluation (``final_eval.json``) as lines a person reads at the end of a run: for the
+    reward, its parts, each judge and every exact-match, initial -> tuned and the paired gain with its 95%
+    interval, at each step count (the other extra metrics stay in the file)."""
+    lines = []
+    for key, gain in result["gain"].items():
+        name = key.rsplit("_", 1)[0]
+        if not (name == "reward" or name.endswith("/reward") or name.startswith("reward/") or "exact_match" in name):
+            continue
+        before, after = result["initial"][f"{key}_mean"], result["tuned"][f"{key}_mean"]
+        lo, hi = gain["ci95"]
+        lines.append(f"{key:<40} {before:.3f} -> {after:.3f}   gain {gain['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return lines

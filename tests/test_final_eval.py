@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lasro.cli import main
-from lasro.evaluation import mean_metrics, paired_gain, score_samples
+from lasro.evaluation import mean_metrics, paired_gain, score_samples, summary_lines
 from lasro.generators import FewStepGenerator, load_pipeline
 from lasro.rewards import build_reward
 from lasro.training import Trainer
@@ -30,6 +30,22 @@ def test_paired_gain_resamples_prompts_not_samples():
     gain = paired_gain(after, np.zeros(100), ["a"] * 50 + ["b"] * 50)
     assert gain["mean"] == pytest.approx(0.5)
     assert gain["ci95"] == pytest.approx([0.0, 1.0])
+
+
+def test_the_end_of_run_summary_shows_reward_parts_judges_and_exact_match_not_every_extra_metric():
+    def entry(before, after):
+        return before, after, {"mean": after - before, "ci95": [after - before - 0.01, after - before + 0.01]}
+
+    rows = {"reward_2step": entry(0.670, 0.713), "reward/shapes_fidelity_2step": entry(0.748, 0.807),
+            "shapes_detector/exact_match_2step": entry(0.124, 0.152), "shapes_judge/reward_2step": entry(0.5, 0.4),
+            "shapes_fidelity/ghost_share_2step": entry(0.04, 0.03)}
+    result = {"initial": {f"{k}_mean": b for k, (b, _, _) in rows.items()},
+              "tuned": {f"{k}_mean": a for k, (_, a, _) in rows.items()}, "gain": {k: g for k, (_, _, g) in rows.items()}}
+    lines = summary_lines(result)
+    assert [line.split()[0] for line in lines] == ["reward_2step", "reward/shapes_fidelity_2step",
+                                                   "shapes_detector/exact_match_2step", "shapes_judge/reward_2step"]
+    assert lines[0].split()[1:] == ["0.670", "->", "0.713", "gain", "+0.043", "[+0.033,", "+0.053]"]
+    assert "-0.100 [-0.110, -0.090]" in lines[3]
 
 
 @pytest.fixture(scope="module")

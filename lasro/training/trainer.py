@@ -20,7 +20,7 @@ import torch
 
 from lasro.config import ConfigError, TrainConfig, config_to_dict
 from lasro.evaluation import (before_after_picture, interval_metrics, mean_metrics, paired_evaluation,
-                              score_samples)
+                              score_samples, summary_lines)
 from lasro.generators import FewStepGenerator, PromptEmbedCache
 from lasro.images import format_score
 from lasro.methods import method_class
@@ -246,12 +246,15 @@ class Trainer:
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
         os.replace(path + ".tmp", path)
-        log.info("final evaluation (%d samples): %s", len(prompts), json.dumps(result["gain"]))
+        pictures = []
         for k in self.steps_1_2:
             picture = before_after_picture(self.gen, prompts, seed, scores, k, unet=self.base_unet,
                                            chunk=self.chunk, autocast=self.acc.autocast)
-            self.tracker.save_picture(f"before_after_{k}step", picture)
+            pictures.append(self.tracker.save_picture(f"before_after_{k}step", picture))
         self.tracker.plot_reward_curve()  # now with the final figures
+        log.info("final evaluation, %d samples, the tuned model against the initial one on the same noises "
+                 "(95%% intervals over prompts):\n  %s\n  written: %s", len(prompts),
+                 "\n  ".join(summary_lines(result)), ", ".join([path] + [p for p in pictures if p]))
         return result
 
     # ----------------------------------------------------------- checkpoints
