@@ -1,28 +1,25 @@
-"""Samples of the base demo model for surrogate probes: train prompts x 4 noises, 2-step and 1-step, scored by the mix reward."""
-import numpy as np, torch
-from PIL import Image
+"""Samples of the initial demo model for the surrogate probes (surprobe.py): 768 training prompts x 4 noises
+(seed 1), at 1 and 2 steps, scored by the main job's reward (the demo config's: half detector, half
+fidelity). Usage: python surdata.py OUT.npz"""
+import sys
+
+import numpy as np
+from lasro.evaluation import render_samples
 from lasro.generators import FewStepGenerator
 from lasro.methods.registry import load_config
 from lasro.prompts import resolve_prompts
-from lasro.rewards.shapes_detector import ShapesDetector
-from lasro.rewards.shapes_fidelity import ShapesFidelity
+from lasro.rewards import build_reward
+
 cfg = load_config(None, [])
 gen = FewStepGenerator.from_config(cfg.model)
-rng = np.random.default_rng(0)
-train = resolve_prompts("shapes:train", "x")
-ps = [train[i] for i in rng.choice(len(train), 768, replace=False)]
-prompts = [p for p in ps for _ in range(4)]
-g = torch.Generator().manual_seed(1)
-noise = torch.randn(gen.latent_shape(len(prompts)), generator=g); eps = torch.randn(gen.latent_shape(len(prompts)), generator=g)
+reward = build_reward(cfg.reward)
+train = resolve_prompts("shapes:train", "prompts")
+prompts = [train[i] for i in np.random.default_rng(0).choice(len(train), 768, replace=False) for _ in range(4)]
 out = {"prompts": np.array(prompts)}
-with torch.no_grad():
-    for k in (1, 2):
-        ims = []
-        for i in range(0, len(prompts), 128):
-            sl = slice(i, i + 128)
-            x = gen.sample(gen.unet, noise[sl], gen.encode_prompts(prompts[sl]), timesteps=gen.timesteps[:k], renoise=[eps[sl]])[-1]
-            ims += [np.asarray(im.convert("RGB")) for im in gen.decode(x)]
-        ims = np.stack(ims); pil = [Image.fromarray(a) for a in ims]
-        d, _ = ShapesDetector()(pil, prompts, [{}] * len(pil)); f, _ = ShapesFidelity()(pil, prompts, [{}] * len(pil))
-        out[f"k{k}"] = ims; out[f"r{k}"] = 0.5 * d + 0.5 * f; out[f"d{k}"] = d; out[f"f{k}"] = f
-np.savez_compressed("/tmp/ana/surdata.npz", **out)
+for k in (1, 2):
+    images = render_samples(gen, prompts, 1, range(len(prompts)), k)
+    scored = reward(images, prompts, [{}] * len(images))
+    out[f"k{k}"] = np.stack([np.asarray(im.convert("RGB")) for im in images])
+    out[f"r{k}"] = scored.scores
+    out[f"d{k}"], out[f"f{k}"] = scored.info["reward/shapes_detector"], scored.info["reward/shapes_fidelity"]
+np.savez_compressed(sys.argv[1], **out)

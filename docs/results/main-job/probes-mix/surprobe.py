@@ -1,11 +1,11 @@
 """Held-out pair accuracy of pixel-surrogate variants trained by Bradley-Terry on the same base-model samples
-(surdata.py). Usage: NTRAIN=512 python surprobe.py "override;override|override" STEPS [r|d|f]."""
-import sys, time, numpy as np, torch
+(surdata.py). Usage: SURDATA=surdata.npz NTRAIN=512 python surprobe.py "override;override|override" STEPS [r|d|f]."""
+import os, sys, time, numpy as np, torch
 from lasro.generators import FewStepGenerator
 from lasro.methods.registry import load_config
 from lasro.surrogates import build_surrogate, bradley_terry_loss
-d = np.load("/tmp/ana/surdata.npz"); prompts = list(d["prompts"])
-import os; n_train = int(os.environ.get("NTRAIN", 512)) * 4
+d = np.load(os.environ.get("SURDATA", "surdata.npz")); prompts = list(d["prompts"])
+n_train = int(os.environ.get("NTRAIN", 512)) * 4
 variants = [s.split(";") if s else [] for s in sys.argv[1].split("|")]
 steps_n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 rtype = sys.argv[3] if len(sys.argv) > 3 else "r"
